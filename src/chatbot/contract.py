@@ -1,0 +1,94 @@
+"""The one interface the UI depends on, with two transports behind it.
+
+:class:`chatbot.service.ChatService` implements it in process (the monolith and the backend);
+:class:`chatbot.client.HttpChatService` implements it over HTTP (the microservice frontend).
+Every method raises only :mod:`chatbot.errors` exceptions, so callers handle one error tree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Protocol, runtime_checkable
+
+from chatbot.domain import (
+    Conversation,
+    ConversationSummary,
+    ExportFormat,
+    GenerationParams,
+    ReplyEvent,
+)
+
+
+@runtime_checkable
+class ChatServiceProtocol(Protocol):
+    @property
+    def model_id(self) -> str:
+        """The name of the model that answers."""
+
+    @property
+    def deployment(self) -> str:
+        """'monolith' in process, 'microservices' over HTTP; the UI shows it in its title."""
+
+    # -- conversations -----------------------------------------------------------------
+    def create_conversation(
+        self,
+        *,
+        title: str | None = None,
+        system_prompt: str | None = None,
+        params: GenerationParams | None = None,
+    ) -> Conversation: ...
+
+    def list_conversations(self, *, limit: int = 50, offset: int = 0) -> list[ConversationSummary]:
+        """Newest activity first."""
+
+    def get_conversation(self, conversation_id: str) -> Conversation:
+        """With all messages, oldest first. NotFoundError when it does not exist."""
+
+    def update_conversation(
+        self,
+        conversation_id: str,
+        *,
+        title: str | None = None,
+        system_prompt: str | None = None,
+        params: GenerationParams | None = None,
+    ) -> Conversation:
+        """Rename, or change the system prompt or parameters; None leaves a field as it is.
+
+        An empty string clears the system prompt.
+        """
+
+    def delete_conversation(self, conversation_id: str) -> None: ...
+
+    def clear_conversation(self, conversation_id: str) -> Conversation:
+        """Delete every message (the seed's "Clear conversation"), keeping title and settings."""
+
+    # -- replies -----------------------------------------------------------------------
+    def send_message(self, conversation_id: str, content: str) -> Iterator[ReplyEvent]:
+        """Store the user message, then stream the reply.
+
+        The user message is committed before the first event; the reply belongs to the service
+        and goes on if the caller stops reading. ConflictError while another reply runs.
+        """
+
+    def attach(self, conversation_id: str) -> Iterator[ReplyEvent]:
+        """Re-attach to the reply in progress: its text so far as one delta, then the rest.
+
+        Yields nothing when no reply is in progress.
+        """
+
+    def stop(self, conversation_id: str) -> bool:
+        """Stop the reply in progress (the model stops); False when there was none."""
+
+    def regenerate(self, conversation_id: str) -> Iterator[ReplyEvent]:
+        """Replace the last assistant reply with a new one."""
+
+    def edit_message(
+        self, conversation_id: str, message_id: str, content: str
+    ) -> Iterator[ReplyEvent]:
+        """Replace an earlier user message, delete every later message, and answer again."""
+
+    # -- files -------------------------------------------------------------------------
+    def export_conversation(self, conversation_id: str, fmt: ExportFormat) -> str: ...
+
+    def import_conversation(self, text: str, fmt: ExportFormat) -> Conversation:
+        """Create a new conversation from an exported file."""

@@ -1,0 +1,49 @@
+"""What a client sees while a reply is produced: start, text deltas, then done or error."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict
+
+from chatbot.domain.messages import Message
+
+
+class ReplyEventType(StrEnum):
+    START = "start"
+    DELTA = "delta"
+    DONE = "done"
+    ERROR = "error"
+
+
+class ReplyEvent(BaseModel):
+    """One event of a reply stream; the same shape in process and as SSE ``data:`` JSON.
+
+    ``start`` carries the stored user message (when there is one) and the assistant message
+    placeholder with its id; ``delta`` a piece of text; ``done`` the final assistant message
+    with its status and stats; ``error`` a message for people and the final assistant message
+    (status ``error``, partial text kept) when there is one.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    type: ReplyEventType
+    conversation_id: str
+    delta: str = ""
+    message: Message | None = None
+    user_message: Message | None = None
+    error: str | None = None
+    error_code: str | None = None
+
+
+class ConversationSummary(BaseModel):
+    """A row of the conversation list: no messages."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    title: str
+    created_at: datetime
+    updated_at: datetime
+    message_count: int = 0

@@ -1,0 +1,36 @@
+"""Building the engine that the settings ask for."""
+
+from __future__ import annotations
+
+from chatbot.config import EngineKind, EngineSettings
+from chatbot.domain import GenerationParams, Message
+from chatbot.engine.base import Engine
+from chatbot.errors import ConfigurationError
+
+
+def create_engine(settings: EngineSettings) -> Engine:
+    """Construct (not load) the engine; loading is the caller's choice of moment."""
+    match settings.engine:
+        case EngineKind.TRANSFORMERS:
+            from chatbot.engine.transformers_engine import TransformersEngine
+
+            return TransformersEngine(settings)
+        case EngineKind.LLAMACPP:
+            try:
+                from chatbot.engine.llamacpp_engine import LlamaCppEngine
+            except ImportError as exc:
+                raise ConfigurationError(
+                    "CHATBOT_ENGINE=llamacpp needs the llamacpp extra: "
+                    "pip install 'chatbot[llamacpp]'"
+                ) from exc
+            return LlamaCppEngine(settings)
+        case EngineKind.OPENAI:
+            from chatbot.engine.openai_engine import OpenAIEngine
+
+            return OpenAIEngine(settings)
+
+
+def warm_up(engine: Engine) -> None:
+    """Load the model and run one tiny generation, so the first user does not pay for it."""
+    engine.load()
+    engine.start([Message.user("Hi")], GenerationParams(max_new_tokens=2)).text()

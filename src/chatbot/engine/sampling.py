@@ -1,0 +1,36 @@
+"""Choosing the next token: greedy, or temperature and nucleus sampling with a seed."""
+
+from __future__ import annotations
+
+import torch
+
+from chatbot.domain import GenerationParams
+
+
+class TokenSampler:
+    """One per request, so a seed gives the same reply whatever else runs beside it."""
+
+    def __init__(self, params: GenerationParams, device: torch.device) -> None:
+        self._params = params
+        self._generator: torch.Generator | None = None
+        if not params.greedy:
+            self._generator = torch.Generator(device=device)
+            if params.seed is not None:
+                self._generator.manual_seed(params.seed)
+            else:
+                self._generator.seed()
+
+    def __call__(self, logits: torch.Tensor) -> int:
+        """Pick from 1-D logits over the vocabulary."""
+        if self._generator is None:
+            return int(torch.argmax(logits).item())
+        scaled = logits.float() / self._params.temperature
+        probs = torch.softmax(scaled, dim=-1)
+        if self._params.top_p < 1.0:
+            sorted_probs, order = torch.sort(probs, descending=True)
+            cumulative = torch.cumsum(sorted_probs, dim=-1)
+            outside = cumulative - sorted_probs > self._params.top_p
+            sorted_probs = sorted_probs.masked_fill(outside, 0.0)
+            choice = torch.multinomial(sorted_probs, 1, generator=self._generator)
+            return int(order[choice].item())
+        return int(torch.multinomial(probs, 1, generator=self._generator).item())
