@@ -7,6 +7,8 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from pydantic_settings import BaseSettings
+
 from chatbot.config import (
     EngineSettings,
     LimitSettings,
@@ -27,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    model: type[BaseSettings]
     ui = commands.add_parser("ui", help="the Streamlit UI (in-process model, or --backend URL)")
     for model in (UISettings, EngineSettings, StoreSettings, LogSettings):
         add_flags(ui, model)
@@ -39,6 +42,12 @@ def build_parser() -> argparse.ArgumentParser:
     for model in (UISettings, EngineSettings, LogSettings):
         add_flags(chat, model)
     chat.add_argument("--max-tokens", type=int, default=256, help="longest reply, in tokens")
+
+    from chatbot.bench import add_bench_arguments
+
+    bench = commands.add_parser("bench", help="load-test an OpenAI-compatible server or an engine")
+    add_bench_arguments(bench)
+    add_flags(bench, LogSettings)
 
     return parser
 
@@ -70,11 +79,18 @@ def _dispatch(args: argparse.Namespace) -> int:
                 settings_from(args, StoreSettings),
                 settings_from(args, LimitSettings),
             )
+        case "bench":
+            from chatbot.bench import run_bench
+
+            return run_bench(args)
         case "ui":
             from chatbot.ui.launcher import launch_ui
 
-            return launch_ui(settings_from(args, UISettings), settings_from(args, EngineSettings),
-                             settings_from(args, StoreSettings))
+            return launch_ui(
+                settings_from(args, UISettings),
+                settings_from(args, EngineSettings),
+                settings_from(args, StoreSettings),
+            )
     raise AssertionError(args.command)
 
 

@@ -16,7 +16,6 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from chatbot.errors import ConfigurationError
 
-
 S = TypeVar("S", bound=BaseSettings)
 
 
@@ -94,7 +93,6 @@ class EngineSettings(BaseSettings):
         default=300.0, gt=0, le=3600, description="Upstream read timeout in seconds."
     )
 
-
     def resolved_cache_dir(self) -> Path:
         if self.cache_dir is not None:
             return self.cache_dir
@@ -160,7 +158,10 @@ class ServerSettings(BaseSettings):
     model_config = _BASE_CONFIG
 
     host: str = Field(
-        default="127.0.0.1", min_length=1, max_length=255, description="Address to bind.",
+        default="127.0.0.1",
+        min_length=1,
+        max_length=255,
+        description="Address to bind.",
         json_schema_extra=_cli("--host"),
     )
     port: int = Field(
@@ -199,10 +200,17 @@ class UISettings(BaseSettings):
     model_config = _BASE_CONFIG
 
     ui_port: int = Field(
-        default=8501, ge=0, le=65535, description="Port of the UI.", json_schema_extra=_cli("--port")
+        default=8501,
+        ge=0,
+        le=65535,
+        description="Port of the UI.",
+        json_schema_extra=_cli("--port"),
     )
     ui_host: str = Field(
-        default="127.0.0.1", min_length=1, max_length=255, description="Address of the UI.",
+        default="127.0.0.1",
+        min_length=1,
+        max_length=255,
+        description="Address of the UI.",
         json_schema_extra=_cli("--host"),
     )
     backend_url: str | None = Field(

@@ -58,8 +58,9 @@ class BackendReplies:
 
     def __init__(self, base_url: str, api_key: str | None) -> None:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._client = httpx.Client(base_url=base_url.rstrip("/"), headers=headers,
-                                    timeout=httpx.Timeout(10.0, read=600.0))
+        self._client = httpx.Client(
+            base_url=base_url.rstrip("/"), headers=headers, timeout=httpx.Timeout(10.0, read=600.0)
+        )
         self._cancelled = threading.Event()
 
     def stream(self, messages: list[Message], params: GenerationParams) -> Iterator[str]:
@@ -84,7 +85,9 @@ class BackendReplies:
                     chunk = json.loads(line[6:])
                     if "error" in chunk:
                         raise UpstreamError(chunk["error"].get("message", "backend error"))
-                    delta = chunk["choices"][0]["delta"].get("content") if chunk["choices"] else None
+                    delta = (
+                        chunk["choices"][0]["delta"].get("content") if chunk["choices"] else None
+                    )
                     if delta:
                         yield delta
         except httpx.TransportError as exc:
@@ -181,9 +184,7 @@ class TerminalChat:
             return
         try:
             fmt = ExportFormat.from_filename(filename)
-            conversation = Conversation(
-                system_prompt=self._system, messages=tuple(self._history)
-            )
+            conversation = Conversation(system_prompt=self._system, messages=tuple(self._history))
             Path(filename).write_text(export(conversation, fmt), encoding="utf-8")
             self._write(f"[saved {len(self._history)} messages to {filename}]\n")
         except ChatbotError as exc:

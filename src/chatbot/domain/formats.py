@@ -151,9 +151,9 @@ def from_json(text: str) -> Conversation:
         data: Any = json.loads(text)
     except json.JSONDecodeError as exc:
         raise InvalidRequestError(f"not valid JSON: {exc}", param="file") from None
-    raw_messages = data if isinstance(data, list) else data.get("messages") if isinstance(
-        data, dict
-    ) else None
+    raw_messages = (
+        data if isinstance(data, list) else data.get("messages") if isinstance(data, dict) else None
+    )
     if not isinstance(raw_messages, list):
         raise InvalidRequestError(
             "JSON must be a list of messages or an object with a 'messages' list", param="file"
@@ -177,12 +177,14 @@ def from_json(text: str) -> Conversation:
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
-        raise InvalidRequestError(f"invalid conversation file: {where}: {first['msg']}",
-                                  param="file") from None
+        raise InvalidRequestError(
+            f"invalid conversation file: {where}: {first['msg']}", param="file"
+        ) from None
 
 
 def _message_fields(item: Any) -> dict[str, Any]:
     if not isinstance(item, dict):
-        raise InvalidRequestError("each message must be an object with role and content",
-                                  param="file")
+        raise InvalidRequestError(
+            "each message must be an object with role and content", param="file"
+        )
     return {k: item[k] for k in ("role", "content", "status") if k in item}

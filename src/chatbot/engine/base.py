@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import queue
 import threading
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -102,10 +103,9 @@ class Generation:
             wakeup = self._wakeup
         if wakeup is not None:
             loop, ready = wakeup
-            try:
+            # RuntimeError: the reader's loop has closed, so nobody is listening any more.
+            with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(ready.set)
-            except RuntimeError:  # the reader's loop has closed; nobody is listening
-                pass
 
 
 @runtime_checkable

@@ -43,9 +43,10 @@ class ChatTemplatePrompt:
                     tokenize=False,
                 )
             else:
-                text = "".join(
-                    f"{_FALLBACK_ROLES[m.role]}: {m.content}\n" for m in messages
-                ) + "Assistant:"
+                text = (
+                    "".join(f"{_FALLBACK_ROLES[m.role]}: {m.content}\n" for m in messages)
+                    + "Assistant:"
+                )
             ids: list[int] = self._tokenizer(text, add_special_tokens=False)["input_ids"]
             return ids
 
@@ -65,9 +66,7 @@ class Seq2SeqHistoryPrompt:
 
     def encode(self, messages: Sequence[Message]) -> list[int]:
         turns = [m for m in messages if m.role is not Role.SYSTEM]
-        text = "  ".join(
-            (" " + m.content) if m.role is Role.USER else m.content for m in turns
-        )
+        text = "  ".join((" " + m.content) if m.role is Role.USER else m.content for m in turns)
         with self._lock:
             ids: list[int] = self._tokenizer(text, add_special_tokens=False)["input_ids"]
         eos = self._tokenizer.eos_token_id

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import queue
-import threading
 from collections.abc import Callable
 
 import torch
@@ -12,6 +11,7 @@ import torch
 from chatbot.domain import FinishReason
 from chatbot.engine.decoding import DecodingSession
 from chatbot.engine.sequence import SequenceState
+from chatbot.engine.threads import start_model_thread
 
 logger = logging.getLogger(__name__)
 
@@ -28,8 +28,7 @@ class SequentialScheduler:
     def __init__(self, new_session: SessionFactory, name: str = "engine") -> None:
         self._new_session = new_session
         self._jobs: queue.SimpleQueue[SequenceState | None] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self._thread.start()
+        self._thread = start_model_thread(self._run, name)
 
     def submit(self, sequence: SequenceState) -> None:
         self._jobs.put(sequence)

@@ -68,9 +68,7 @@ class SequenceState:
             if tail:
                 self.generation.push(tail)
         usage = Usage(prompt_tokens=len(self.input_ids), completion_tokens=self.completion_tokens)
-        self.generation.push(
-            GenerationOutcome(reason, usage, self.generation.dropped_messages)
-        )
+        self.generation.push(GenerationOutcome(reason, usage, self.generation.dropped_messages))
 
     def fail(self, error: BaseException) -> None:
         if not self.finished:

@@ -15,6 +15,7 @@ from chatbot.config import Device, EngineSettings
 from chatbot.domain import GenerationParams, Message
 from chatbot.engine import gguf_cache
 from chatbot.engine.base import Generation
+from chatbot.engine.batching import BatchingScheduler
 from chatbot.engine.context import fit_to_context
 from chatbot.engine.decoding import CausalSession, DecodingSession, Seq2SeqSession
 from chatbot.engine.model_source import ModelSource, resolve
@@ -35,7 +36,7 @@ class _Loaded:
         tokenizer: Any,
         prompt: PromptFormat,
         eos_ids: frozenset[int],
-        scheduler: SequentialScheduler,
+        scheduler: SequentialScheduler | BatchingScheduler,
         reply_limit: int | None,
     ) -> None:
         self.model = model
@@ -125,6 +126,9 @@ class TransformersEngine:
             AutoModelForSeq2SeqLM,
             AutoTokenizer,
         )
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
 
         if self._settings.threads:
             torch.set_num_threads(self._settings.threads)
@@ -157,7 +161,14 @@ class TransformersEngine:
             positions = int(getattr(config, "max_position_embeddings", 0) or 2048)
             prompt = ChatTemplatePrompt(tokenizer, window or positions)
             new_session = self._session_factory(CausalSession, model)
-        scheduler = SequentialScheduler(new_session, name=f"engine-{self.model_id}")
+        scheduler: SequentialScheduler | BatchingScheduler
+        name = f"engine-{self.model_id}"
+        if self._settings.batching and self._settings.max_batch_size > 1 and not (
+            config.is_encoder_decoder
+        ):
+            scheduler = BatchingScheduler(model, self._device, self._settings.max_batch_size, name)
+        else:  # the seed's one-request-at-a-time design (and every seq2seq model)
+            scheduler = SequentialScheduler(new_session, name=name)
         return _Loaded(model, tokenizer, prompt, eos_ids, scheduler, reply_limit)
 
     def _where_to_load_from(self) -> tuple[str, dict[str, Any], Path | None]:

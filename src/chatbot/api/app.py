@@ -1,0 +1,179 @@
+"""The app factory: settings in, a FastAPI app out; the lifespan loads the model and the store."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
+
+import chatbot
+from chatbot.admission import AdmissionControl
+from chatbot.api.errors import install_handlers
+from chatbot.api.metrics import Metrics
+from chatbot.api.middleware import (
+    AuthMiddleware,
+    BodyLimitMiddleware,
+    DrainMiddleware,
+    MetricsMiddleware,
+)
+from chatbot.api.openai.router import router as openai_router
+from chatbot.api.routes import conversations, health, metrics, seed
+from chatbot.api.state import Runtime
+from chatbot.config import EngineSettings, LimitSettings, ServerSettings, StoreSettings
+from chatbot.contract import ChatServiceProtocol
+from chatbot.engine import Engine, create_engine, warm_up
+from chatbot.errors import ChatbotError, ConfigurationError
+
+logger = logging.getLogger(__name__)
+
+
+def create_app(
+    server: ServerSettings,
+    engine_settings: EngineSettings,
+    store_settings: StoreSettings,
+    limits: LimitSettings,
+    *,
+    engine: Engine | None = None,
+    service: ChatServiceProtocol | None = None,
+) -> FastAPI:
+    """Build the backend. Pass ``engine`` (loaded) or ``service`` to share them, as tests do."""
+    _check_cors(server.cors_origins)
+    admission = AdmissionControl(
+        server.max_concurrent_requests, server.max_queued_requests, server.queue_timeout_s
+    )
+    runtime = Runtime(
+        server=server,
+        engine_settings=engine_settings,
+        store_settings=store_settings,
+        limits=limits,
+        admission=admission,
+        metrics=Metrics(),
+        engine=engine,
+        service=service,
+        owns_engine=engine is None,
+        owns_service=service is None,
+    )
+    runtime.metrics.watch(
+        lambda: admission.in_flight,
+        lambda: admission.queued,
+        lambda: 1.0 if runtime.ready.is_set() else 0.0,
+    )
+    app = FastAPI(
+        title="chatbot backend",
+        version=chatbot.__version__,
+        description="The seed's API, an OpenAI-compatible API and the conversations API.",
+        lifespan=_lifespan,
+    )
+    app.state.runtime = runtime
+    for router in (
+        seed.router,
+        health.router,
+        health.info_router,
+        metrics.router,
+        openai_router,
+        conversations.router,
+    ):
+        app.include_router(router)
+    install_handlers(app)
+    # Added innermost first: the last one added is the outermost.
+    app.add_middleware(BodyLimitMiddleware, max_bytes=limits.max_body_bytes)
+    if server.api_key is not None:
+        app.add_middleware(AuthMiddleware, api_key=server.api_key.get_secret_value())
+    app.add_middleware(DrainMiddleware, runtime=runtime)
+    app.add_middleware(MetricsMiddleware, runtime=runtime, routes=lambda: list(app.routes))
+    if server.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(server.cors_origins),
+            allow_credentials=True,
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type"],
+        )
+    return app
+
+
+def _check_cors(origins: list[str]) -> None:
+    if any(origin.strip() == "*" for origin in origins):
+        raise ConfigurationError(
+            "CHATBOT_CORS_ORIGINS: '*' is not allowed (credentials are sent); list the origins"
+        )
+
+
+@contextlib.asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    runtime: Runtime = app.state.runtime
+    if runtime.engine is not None or runtime.service is not None:
+        # Parts were handed in (tests, embedding): be ready before the first request.
+        await _start(runtime)
+        background = None
+    else:
+        # Serve the probes while the model loads: /healthz 200, /readyz 503 until ready.
+        background = asyncio.create_task(_start_in_background(runtime))
+    try:
+        yield
+    finally:
+        runtime.ready.clear()
+        runtime.drain.begin()
+        if background is not None and not background.done():
+            background.cancel()
+            with contextlib.suppress(BaseException):
+                await background
+        for task in list(runtime.background):
+            task.cancel()
+        await asyncio.to_thread(_close, runtime)
+
+
+async def _start(runtime: Runtime) -> None:
+    try:
+        if runtime.engine is None:
+            runtime.engine = create_engine(runtime.engine_settings)
+        engine = runtime.engine
+        await asyncio.to_thread(engine.load)
+        if runtime.server.warmup:
+            await asyncio.to_thread(warm_up, engine)
+        if runtime.service is None:
+            runtime.service = await asyncio.to_thread(_open_service, runtime, engine)
+    except ChatbotError as exc:
+        runtime.startup_error = exc.message
+        logger.error("startup failed: %s", exc.message)
+        raise
+    except Exception as exc:
+        runtime.startup_error = type(exc).__name__
+        logger.exception("startup failed")
+        raise
+    runtime.ready.set()
+    logger.info("ready: model %s", engine.model_id)
+
+
+async def _start_in_background(runtime: Runtime) -> None:
+    # The failure is recorded on the runtime (readyz says it; the server exits).
+    with contextlib.suppress(Exception):
+        await _start(runtime)
+
+
+def _open_service(runtime: Runtime, engine: Engine) -> ChatServiceProtocol:
+    from chatbot.service import ChatService
+
+    service: Any = ChatService.open(
+        runtime.engine_settings,
+        runtime.store_settings,
+        runtime.limits,
+        engine=engine,
+        admission=runtime.admission,
+    )
+    assert isinstance(service, ChatServiceProtocol)
+    return service
+
+
+def _close(runtime: Runtime) -> None:
+    if runtime.owns_service and runtime.service is not None:
+        close = getattr(runtime.service, "close", None)
+        if close is not None:
+            close()
+    if runtime.owns_engine and runtime.engine is not None:
+        runtime.engine.close()

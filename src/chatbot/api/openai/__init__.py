@@ -1,0 +1,1 @@
+"""The OpenAI-compatible API: protocol (types), serving (logic) and router (HTTP only)."""

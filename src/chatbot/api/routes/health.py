@@ -1,0 +1,44 @@
+"""Probes: ``/healthz`` (the process answers) and ``/readyz`` (it can serve traffic now)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+import chatbot
+from chatbot.api.deps import RuntimeDep
+from chatbot.api.errors import error_body
+
+router = APIRouter(tags=["probes"])
+
+
+@router.get("/healthz")
+def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz", responses={503: {"description": "loading, failed to start, or draining"}})
+def readyz(runtime: RuntimeDep) -> JSONResponse:
+    if runtime.drain.draining:
+        return _not_ready("the server is shutting down", "draining")
+    if runtime.startup_error is not None:
+        return _not_ready(f"the server failed to start: {runtime.startup_error}", "startup_failed")
+    if not runtime.ready.is_set():
+        return _not_ready("the model is still loading", "not_ready")
+    model = runtime.engine.model_id if runtime.engine is not None else None
+    return JSONResponse({"status": "ready", "model": model})
+
+
+def _not_ready(message: str, code: str) -> JSONResponse:
+    return JSONResponse(error_body(message, "service_unavailable", None, code), status_code=503)
+
+
+info_router = APIRouter(prefix="/v1", tags=["info"])
+
+
+@info_router.get("/info")
+def info(runtime: RuntimeDep) -> dict[str, Any]:
+    model = runtime.engine.model_id if runtime.engine is not None else runtime.engine_settings.model
+    return {"model": model, "deployment": "microservices", "version": chatbot.__version__}

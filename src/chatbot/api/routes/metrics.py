@@ -1,0 +1,15 @@
+"""``/metrics`` in the Prometheus text format, from this app's own registry."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+
+from chatbot.api.deps import RuntimeDep
+from chatbot.api.metrics import CONTENT_TYPE
+
+router = APIRouter(tags=["metrics"])
+
+
+@router.get("/metrics", response_class=Response)
+def metrics(runtime: RuntimeDep) -> Response:
+    return Response(runtime.metrics.render(), media_type=CONTENT_TYPE)

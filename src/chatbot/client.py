@@ -1,0 +1,339 @@
+"""``HttpChatService``: the chat service over the backend's HTTP API (the microservice frontend).
+
+It implements :class:`chatbot.contract.ChatServiceProtocol` so the UI cannot tell it from the
+in-process service. Every HTTP status and transport failure is translated here, at the boundary,
+into the :mod:`chatbot.errors` class the in-process service would have raised.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Iterator, Mapping
+from types import TracebackType
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from chatbot.domain import (
+    Conversation,
+    ConversationSummary,
+    ExportFormat,
+    GenerationParams,
+    ReplyEvent,
+)
+from chatbot.errors import (
+    AuthenticationError,
+    BackendUnreachableError,
+    ChatbotError,
+    ConflictError,
+    InvalidRequestError,
+    NotFoundError,
+    OverloadedError,
+    PayloadTooLargeError,
+    UnavailableError,
+    UpstreamError,
+    UpstreamTimeoutError,
+)
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_RETRY_AFTER_S = 1
+
+# Status -> the class the backend raised (the API maps class -> status; this is the inverse).
+STATUS_ERRORS: Mapping[int, type[ChatbotError]] = {
+    400: InvalidRequestError,
+    401: AuthenticationError,
+    404: NotFoundError,
+    409: ConflictError,
+    413: PayloadTooLargeError,
+    422: InvalidRequestError,
+    429: OverloadedError,
+    500: UpstreamError,  # the backend failed; the UI says "something went wrong"
+    502: UpstreamError,
+    503: UnavailableError,
+    504: UpstreamTimeoutError,
+}
+
+
+def error_from_response(
+    status: int, body: bytes | str, headers: Mapping[str, str] | None = None
+) -> ChatbotError:
+    """The project exception for an error response, from its status and OpenAI error body."""
+    message, param, code = _error_fields(body, status)
+    headers = headers or {}
+    cls = STATUS_ERRORS.get(status)
+    if cls is None:
+        cls = UpstreamError if status >= 500 else InvalidRequestError
+    if cls is OverloadedError:
+        return OverloadedError(message, retry_after_s=_retry_after(headers))
+    return cls(message, param=param, code=code)
+
+
+def _error_fields(body: bytes | str, status: int) -> tuple[str, str | None, str | None]:
+    fallback = f"the backend answered HTTP {status}"
+    try:
+        data: Any = json.loads(body) if body else None
+    except ValueError:
+        return fallback, None, None
+    if isinstance(data, dict) and isinstance(data.get("error"), dict):
+        err = data["error"]
+        message = err.get("message")
+        param, code = err.get("param"), err.get("code")
+        return (
+            str(message) if message else fallback,
+            str(param) if param is not None else None,
+            str(code) if code is not None else None,
+        )
+    if isinstance(data, dict) and "detail" in data:  # a framework error that escaped the API
+        return f"{fallback}: {data['detail']}", None, None
+    return fallback, None, None
+
+
+def _retry_after(headers: Mapping[str, str]) -> int:
+    value = next((v for k, v in headers.items() if k.lower() == "retry-after"), None)
+    try:
+        return max(1, round(float(value))) if value is not None else DEFAULT_RETRY_AFTER_S
+    except ValueError:  # an HTTP date: not worth parsing, the caller waits the default
+        return DEFAULT_RETRY_AFTER_S
+
+
+class ReplyStream(Iterator[ReplyEvent]):
+    """The events of one SSE reply; closes its HTTP response when exhausted or closed.
+
+    Reading it can raise :class:`BackendUnreachableError` when the connection drops mid-reply;
+    the reply itself goes on in the backend, and :meth:`HttpChatService.attach` finds it again.
+    """
+
+    def __init__(self, response: httpx.Response | None, conversation_id: str) -> None:
+        self._response = response
+        self._conversation_id = conversation_id
+        self._events = self._read() if response is not None else iter(())
+
+    def __iter__(self) -> ReplyStream:
+        return self
+
+    def __next__(self) -> ReplyEvent:
+        return next(self._events)
+
+    def __enter__(self) -> ReplyStream:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._response is not None:
+            self._response.close()
+
+    def _read(self) -> Iterator[ReplyEvent]:
+        assert self._response is not None
+        finished = False
+        data: list[str] = []
+        try:
+            for line in self._response.iter_lines():
+                if line.startswith("data:"):
+                    data.append(line[5:].removeprefix(" "))
+                elif not line and data:
+                    event = ReplyEvent.model_validate_json("\n".join(data))
+                    data.clear()
+                    finished = event.type in ("done", "error")
+                    yield event
+                    if finished:
+                        return
+                # ": ping" heartbeats and other SSE fields carry nothing for us
+        except httpx.TimeoutException as exc:
+            raise BackendUnreachableError(
+                "the backend stopped sending the reply (timed out); it may still be running"
+            ) from exc
+        except httpx.TransportError as exc:
+            raise BackendUnreachableError(f"lost the connection to the backend: {exc}") from exc
+        finally:
+            self.close()
+        if not finished:
+            raise BackendUnreachableError("the backend closed the reply stream before it ended")
+
+
+class HttpChatService:
+    """The chat service of a backend at ``base_url`` (``chatbot serve``); thread-safe."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None = None,
+        *,
+        connect_timeout_s: float = 5.0,
+        read_timeout_s: float = 60.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.base_url = base_url.rstrip("/")
+        self._read_timeout_s = read_timeout_s
+        self._client = httpx.Client(
+            base_url=self.base_url,
+            headers=headers,
+            timeout=httpx.Timeout(read_timeout_s, connect=connect_timeout_s),
+            transport=transport,
+        )
+        self._info: dict[str, Any] | None = None
+        self._info_lock = threading.Lock()
+
+    # -- identity ----------------------------------------------------------------------
+    @property
+    def deployment(self) -> str:
+        return "microservices"
+
+    @property
+    def model_id(self) -> str:
+        """The backend's model name, asked once (``GET /v1/info``)."""
+        with self._info_lock:
+            if self._info is None:
+                self._info = self._json("GET", "/v1/info")
+            return str(self._info.get("model", "unknown"))
+
+    def close(self) -> None:
+        self._client.close()
+
+    # -- conversations -----------------------------------------------------------------
+    def create_conversation(
+        self,
+        *,
+        title: str | None = None,
+        system_prompt: str | None = None,
+        params: GenerationParams | None = None,
+    ) -> Conversation:
+        body = _fields(title=title, system_prompt=system_prompt, params=params)
+        return Conversation.model_validate(self._json("POST", "/v1/conversations", json=body))
+
+    def list_conversations(self, *, limit: int = 50, offset: int = 0) -> list[ConversationSummary]:
+        page = self._json("GET", "/v1/conversations", params={"limit": limit, "offset": offset})
+        return [ConversationSummary.model_validate(item) for item in page["data"]]
+
+    def get_conversation(self, conversation_id: str) -> Conversation:
+        return Conversation.model_validate(self._json("GET", _path(conversation_id)))
+
+    def update_conversation(
+        self,
+        conversation_id: str,
+        *,
+        title: str | None = None,
+        system_prompt: str | None = None,
+        params: GenerationParams | None = None,
+    ) -> Conversation:
+        body = _fields(title=title, system_prompt=system_prompt, params=params)
+        return Conversation.model_validate(self._json("PATCH", _path(conversation_id), json=body))
+
+    def delete_conversation(self, conversation_id: str) -> None:
+        self._request("DELETE", _path(conversation_id))
+
+    def clear_conversation(self, conversation_id: str) -> Conversation:
+        return Conversation.model_validate(self._json("POST", _path(conversation_id, "clear")))
+
+    # -- replies -----------------------------------------------------------------------
+    def send_message(self, conversation_id: str, content: str) -> ReplyStream:
+        body = {"content": content, "stream": True}
+        return self._stream("POST", _path(conversation_id, "messages"), conversation_id, body)
+
+    def attach(self, conversation_id: str) -> ReplyStream:
+        return self._stream("GET", _path(conversation_id, "reply"), conversation_id, None)
+
+    def stop(self, conversation_id: str) -> bool:
+        return bool(self._json("POST", _path(conversation_id, "stop")).get("stopped", False))
+
+    def regenerate(self, conversation_id: str) -> ReplyStream:
+        path = _path(conversation_id, "regenerate")
+        return self._stream("POST", path, conversation_id, {"stream": True})
+
+    def edit_message(self, conversation_id: str, message_id: str, content: str) -> ReplyStream:
+        path = _path(conversation_id, "messages", message_id)
+        return self._stream("PUT", path, conversation_id, {"content": content, "stream": True})
+
+    # -- files -------------------------------------------------------------------------
+    def export_conversation(self, conversation_id: str, fmt: ExportFormat) -> str:
+        response = self._request(
+            "GET", _path(conversation_id, "export"), params={"format": fmt.value}
+        )
+        return response.text
+
+    def import_conversation(self, text: str, fmt: ExportFormat) -> Conversation:
+        body = {"format": fmt.value, "content": text}
+        return Conversation.model_validate(
+            self._json("POST", "/v1/conversations/import", json=body)
+        )
+
+    # -- transport ---------------------------------------------------------------------
+    def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self._request(method, path, **kwargs)
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise UpstreamError(f"the backend sent invalid JSON for {method} {path}") from exc
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = self._client.request(method, path, **kwargs)
+        except httpx.TimeoutException as exc:
+            raise self._timeout(exc) from exc
+        except httpx.TransportError as exc:
+            raise self._unreachable(exc) from exc
+        if response.status_code >= 400:
+            raise error_from_response(response.status_code, response.content, response.headers)
+        return response
+
+    def _stream(
+        self, method: str, path: str, conversation_id: str, body: dict[str, Any] | None
+    ) -> ReplyStream:
+        """Open the SSE request now, so refusals (404, 409, 429...) raise at the call."""
+        request = self._client.build_request(
+            method, path, json=body, headers={"Accept": "text/event-stream"}
+        )
+        try:
+            response = self._client.send(request, stream=True)
+        except httpx.TimeoutException as exc:
+            raise self._timeout(exc) from exc
+        except httpx.TransportError as exc:
+            raise self._unreachable(exc) from exc
+        if response.status_code >= 400:
+            try:
+                content = response.read()
+            finally:
+                response.close()
+            raise error_from_response(response.status_code, content, response.headers)
+        if response.status_code == 204:
+            response.close()
+            return ReplyStream(None, conversation_id)
+        return ReplyStream(response, conversation_id)
+
+    def _unreachable(self, exc: httpx.TransportError) -> BackendUnreachableError:
+        logger.warning("backend %s unreachable: %s", self.base_url, type(exc).__name__)
+        return BackendUnreachableError(f"cannot reach the backend at {self.base_url}: {exc}")
+
+    def _timeout(self, exc: httpx.TimeoutException) -> BackendUnreachableError:
+        logger.warning("backend %s timed out: %s", self.base_url, type(exc).__name__)
+        return BackendUnreachableError(
+            f"the backend at {self.base_url} did not answer within {self._read_timeout_s:g} s"
+        )
+
+
+def _path(conversation_id: str, *parts: str) -> str:
+    return "/v1/conversations/" + "/".join(quote(s, safe="") for s in (conversation_id, *parts))
+
+
+def _fields(
+    *, title: str | None, system_prompt: str | None, params: GenerationParams | None
+) -> dict[str, Any]:
+    body: dict[str, Any] = {}
+    if title is not None:
+        body["title"] = title
+    if system_prompt is not None:
+        body["system_prompt"] = system_prompt
+    if params is not None:
+        body["params"] = params.model_dump(mode="json")
+    return body

@@ -1,0 +1,101 @@
+"""The schema: one row per conversation, one row per message.
+
+Migrations in ``migrations/versions`` create exactly this; a test compares the two.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+MAX_TITLE_CHARS = 200
+ID_CHARS = 36
+STREAMING = "streaming"
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes on every backend (SQLite keeps them naive, in UTC)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class ConversationRow(Base):
+    __tablename__ = "conversations"
+
+    id: Mapped[str] = mapped_column(String(ID_CHARS), primary_key=True)
+    title: Mapped[str] = mapped_column(String(MAX_TITLE_CHARS))
+    # False while the title is the automatic one taken from the first user message.
+    title_custom: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    system_prompt: Mapped[str | None] = mapped_column(Text)
+    params: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    # The list page: newest activity first, id breaks ties so pages are stable.
+    __table_args__ = (Index("ix_conversations_updated_at_id", "updated_at", "id"),)
+
+
+class MessageRow(Base):
+    __tablename__ = "messages"
+
+    id: Mapped[str] = mapped_column(String(ID_CHARS), primary_key=True)
+    conversation_id: Mapped[str] = mapped_column(
+        String(ID_CHARS), ForeignKey("conversations.id", ondelete="CASCADE")
+    )
+    position: Mapped[int] = mapped_column(Integer)
+    role: Mapped[str] = mapped_column(String(16))
+    content: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    stats: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # Only while streaming: which process writes this reply, when it last said it is alive,
+    # and whether another replica asked it to stop.
+    owner_id: Mapped[str | None] = mapped_column(String(200))
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    stop_requested: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+
+    __table_args__ = (
+        # Loading a conversation in order, and counting its messages.
+        UniqueConstraint("conversation_id", "position", name="uq_messages_conversation_position"),
+        # At most one reply in progress per conversation, on every replica: the database
+        # itself turns a racing second reply into a conflict.
+        Index(
+            "ux_messages_one_streaming",
+            "conversation_id",
+            unique=True,
+            sqlite_where=text("status = 'streaming'"),
+            postgresql_where=text("status = 'streaming'"),
+        ),
+    )

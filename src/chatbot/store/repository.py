@@ -1,0 +1,558 @@
+"""ConversationStore: every read and write of conversations and messages, and nothing else.
+
+It speaks domain objects (:mod:`chatbot.domain`) in and out, and raises only
+:mod:`chatbot.errors` exceptions: a database that is down or failing becomes
+:class:`~chatbot.errors.UnavailableError`, never a raw SQLAlchemy error.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine, delete, func, select, text, update
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from chatbot.domain import (
+    Conversation,
+    ConversationSummary,
+    GenerationParams,
+    Message,
+    MessageStatus,
+    ReplyStats,
+    Role,
+)
+from chatbot.domain.messages import utc_now
+from chatbot.errors import (
+    ChatbotError,
+    ConflictError,
+    InvalidRequestError,
+    NotFoundError,
+    UnavailableError,
+)
+from chatbot.store import migrate
+from chatbot.store.database import open_engine, writer
+from chatbot.store.liveness import current_owner_id, owner_is_gone
+from chatbot.store.models import MAX_TITLE_CHARS, STREAMING, ConversationRow, MessageRow
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_TITLE = "New conversation"
+AUTO_TITLE_CHARS = 60
+# A streaming row whose writer has not written for this long is presumed dead.
+DEFAULT_STALE_AFTER_S = 10.0
+
+
+@dataclass(frozen=True)
+class ReplyStart:
+    """What :meth:`ConversationStore.begin_reply` committed, and the prompt to answer."""
+
+    conversation: Conversation  # messages up to the new reply, for the model
+    user_message: Message | None  # the new or edited user message; None for regenerate
+    placeholder: Message  # the assistant row in ``streaming`` state
+
+
+def derive_title(content: str) -> str:
+    """The first non-empty line, whitespace collapsed, cut at a word to about 60 characters."""
+    line = next((ln for ln in content.splitlines() if ln.strip()), "")
+    line = " ".join(line.split())
+    if not line:
+        return DEFAULT_TITLE
+    if len(line) <= AUTO_TITLE_CHARS:
+        return line
+    cut = line[: AUTO_TITLE_CHARS - 1]
+    if " " in cut[AUTO_TITLE_CHARS // 2 :]:
+        cut = cut.rsplit(" ", 1)[0]
+    return cut.rstrip() + "…"
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+class ConversationStore:
+    """Conversations and their messages on SQLite or PostgreSQL, one row per message."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        owner_id: str | None = None,
+        stale_after_s: float = DEFAULT_STALE_AFTER_S,
+    ) -> None:
+        self._engine = engine
+        self._writer = writer(engine)
+        self.owner_id = owner_id or current_owner_id()
+        self.stale_after = timedelta(seconds=stale_after_s)
+
+    @classmethod
+    def open(
+        cls,
+        url: str,
+        *,
+        owner_id: str | None = None,
+        stale_after_s: float = DEFAULT_STALE_AFTER_S,
+    ) -> ConversationStore:
+        """Connect, apply migrations, and mark replies that died with their process."""
+        engine = open_engine(url)
+        store = cls(engine, owner_id=owner_id, stale_after_s=stale_after_s)
+        try:
+            with _database_errors("migrate"):
+                migrate.upgrade(store._writer)
+            store.recover_interrupted()
+        except BaseException:
+            engine.dispose()
+            raise
+        return store
+
+    @property
+    def dialect(self) -> str:
+        return self._engine.dialect.name
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    def check(self) -> None:
+        """Raise UnavailableError unless the database answers (for readiness probes)."""
+        with self._session() as session:
+            session.execute(text("SELECT 1"))
+
+    # -- conversations -----------------------------------------------------------------
+    def create_conversation(
+        self,
+        *,
+        title: str | None = None,
+        system_prompt: str | None = None,
+        params: GenerationParams | None = None,
+    ) -> Conversation:
+        now = utc_now()
+        row = ConversationRow(
+            id=new_id(),
+            title=title or DEFAULT_TITLE,
+            title_custom=title is not None,
+            system_prompt=system_prompt or None,
+            params=(params or GenerationParams()).model_dump(mode="json"),
+            created_at=now,
+            updated_at=now,
+        )
+        with self._session(write=True) as session:
+            session.add(row)
+        return _conversation(row, [])
+
+    def list_conversations(self, *, limit: int = 50, offset: int = 0) -> list[ConversationSummary]:
+        # The page is chosen first and messages are counted for its rows only: PostgreSQL would
+        # otherwise evaluate the count for every row that OFFSET skips.
+        newest_first = (ConversationRow.updated_at.desc(), ConversationRow.id.desc())
+        page = (
+            select(
+                ConversationRow.id,
+                ConversationRow.title,
+                ConversationRow.created_at,
+                ConversationRow.updated_at,
+            )
+            .order_by(*newest_first)
+            .limit(limit)
+            .offset(offset)
+            .subquery("page")
+        )
+        count = (
+            select(func.count())
+            .where(MessageRow.conversation_id == page.c.id)
+            .correlate(page)
+            .scalar_subquery()
+        )
+        statement = select(
+            page.c.id, page.c.title, page.c.created_at, page.c.updated_at, count
+        ).order_by(page.c.updated_at.desc(), page.c.id.desc())
+        with self._session() as session:
+            rows = session.execute(statement).all()
+        return [
+            ConversationSummary(
+                id=r[0], title=r[1], created_at=r[2], updated_at=r[3], message_count=r[4]
+            )
+            for r in rows
+        ]
+
+    def get_conversation(self, conversation_id: str) -> Conversation:
+        with self._session() as session:
+            row = _get(session, conversation_id)
+            return _conversation(row, _messages(session, conversation_id))
+
+    def update_conversation(
+        self,
+        conversation_id: str,
+        *,
+        title: str | None = None,
+        system_prompt: str | None = None,
+        params: GenerationParams | None = None,
+    ) -> Conversation:
+        """None leaves a field as it is; an empty system prompt clears it."""
+        with self._session(write=True) as session:
+            row = _get(session, conversation_id)
+            if title is not None:
+                row.title, row.title_custom = title, True
+            if system_prompt is not None:
+                row.system_prompt = system_prompt or None
+            if params is not None:
+                row.params = params.model_dump(mode="json")
+            session.flush()
+            return _conversation(row, _messages(session, conversation_id))
+
+    def delete_conversation(self, conversation_id: str) -> None:
+        with self._session(write=True) as session:
+            row = _get(session, conversation_id)
+            session.execute(delete(MessageRow).where(MessageRow.conversation_id == row.id))
+            session.delete(row)
+
+    def clear_conversation(self, conversation_id: str) -> Conversation:
+        with self._session(write=True) as session:
+            row = _get(session, conversation_id)
+            session.execute(delete(MessageRow).where(MessageRow.conversation_id == row.id))
+            if not row.title_custom:
+                row.title = DEFAULT_TITLE
+            row.updated_at = utc_now()
+            return _conversation(row, [])
+
+    def import_conversation(self, conversation: Conversation) -> Conversation:
+        """Store a parsed file as a new conversation; a reply cannot arrive ``streaming``."""
+        now = utc_now()
+        first_user = next((m for m in conversation.messages if m.role is Role.USER), None)
+        custom = conversation.title != DEFAULT_TITLE
+        title = (
+            conversation.title if custom else derive_title(first_user.content if first_user else "")
+        )
+        row = ConversationRow(
+            id=new_id(),
+            title=title[:MAX_TITLE_CHARS],
+            title_custom=custom,
+            system_prompt=conversation.system_prompt or None,
+            params=conversation.params.model_dump(mode="json"),
+            created_at=now,
+            updated_at=now,
+        )
+        messages = [
+            MessageRow(
+                id=new_id(),
+                conversation_id=row.id,
+                position=position,
+                role=m.role.value,
+                content=m.content,
+                status=(
+                    MessageStatus.INTERRUPTED if m.status is MessageStatus.STREAMING else m.status
+                ).value,
+                created_at=now,
+                stats=m.stats.model_dump(mode="json") if m.stats else None,
+            )
+            for position, m in enumerate(conversation.messages)
+        ]
+        with self._session(write=True) as session:
+            session.add(row)
+            session.flush()
+            session.add_all(messages)
+        return _conversation(row, messages)
+
+    # -- replies -----------------------------------------------------------------------
+    def begin_reply(
+        self,
+        conversation_id: str,
+        *,
+        user_content: str | None = None,
+        edit_message_id: str | None = None,
+        regenerate: bool = False,
+    ) -> ReplyStart:
+        """Commit the user message (new or edited) and a ``streaming`` assistant placeholder.
+
+        One transaction: either both are stored or neither. Editing a user message deletes
+        every later message (the conversation continues from the edit; no branches are kept).
+        Regenerating deletes the last assistant message. ConflictError while another live
+        reply is streaming in this conversation, on any replica.
+        """
+        with self._session(write=True) as session:
+            row = _get(session, conversation_id)
+            self._ensure_idle(session, conversation_id)
+            now = utc_now()
+            rows = list(_message_rows(session, conversation_id))
+            next_position = rows[-1].position + 1 if rows else 0
+            user_row: MessageRow | None = None
+            if edit_message_id is not None:
+                assert user_content is not None
+                user_row, rows = _edit(session, rows, edit_message_id, user_content)
+            elif regenerate:
+                if rows and rows[-1].role == Role.ASSISTANT.value:
+                    session.execute(delete(MessageRow).where(MessageRow.id == rows.pop().id))
+                if not rows or rows[-1].role != Role.USER.value:
+                    raise InvalidRequestError(
+                        "there is no user message to answer again", param="conversation_id"
+                    )
+            else:
+                assert user_content is not None
+                user_row = _new_message(row.id, next_position, Role.USER, user_content, now)
+                next_position += 1
+                session.add(user_row)
+                rows.append(user_row)
+            placeholder = _new_message(row.id, next_position, Role.ASSISTANT, "", now)
+            placeholder.status = STREAMING
+            placeholder.owner_id = self.owner_id
+            placeholder.heartbeat_at = now
+            session.add(placeholder)
+            if not row.title_custom:
+                first_user = next((r for r in rows if r.role == Role.USER.value), None)
+                row.title = derive_title(first_user.content if first_user else "")
+            row.updated_at = now
+            try:
+                session.flush()
+            except IntegrityError:
+                raise ConflictError(
+                    "another reply is already being written in this conversation",
+                    param="conversation_id",
+                    code="reply_in_progress",
+                ) from None
+            return ReplyStart(
+                conversation=_conversation(row, rows),
+                user_message=_message(user_row) if user_row is not None else None,
+                placeholder=_message(placeholder),
+            )
+
+    def save_progress(self, progress: Mapping[str, str]) -> set[str]:
+        """Persist the partial text of replies in progress and refresh their heartbeats.
+
+        Returns the ids of those that another replica asked to stop.
+        """
+        if not progress:
+            return set()
+        now = utc_now()
+        with self._session(write=True) as session:
+            for message_id, content in progress.items():
+                session.execute(
+                    update(MessageRow)
+                    .where(MessageRow.id == message_id, MessageRow.status == STREAMING)
+                    .values(content=content, heartbeat_at=now)
+                )
+            flagged = session.scalars(
+                select(MessageRow.id).where(
+                    MessageRow.id.in_(list(progress)), MessageRow.stop_requested.is_(True)
+                )
+            )
+            return set(flagged)
+
+    def finish_reply(
+        self, placeholder: Message, *, content: str, status: MessageStatus, stats: ReplyStats
+    ) -> Message:
+        """Store the end of a reply; the final text wins over any interim state."""
+        assert placeholder.id is not None
+        now = utc_now()
+        with self._session(write=True) as session:
+            row = session.get(MessageRow, placeholder.id)
+            if row is None:  # the conversation was cleared or deleted meanwhile
+                return placeholder.model_copy(
+                    update={"content": content, "status": status, "stats": stats}
+                )
+            row.content, row.status = content, status.value
+            row.stats = stats.model_dump(mode="json")
+            row.owner_id, row.heartbeat_at, row.stop_requested = None, None, False
+            session.execute(
+                update(ConversationRow)
+                .where(ConversationRow.id == row.conversation_id)
+                .values(updated_at=now)
+            )
+            session.flush()
+            return _message(row)
+
+    def live_reply(self, conversation_id: str) -> Message | None:
+        """The reply streaming in this conversation, if its writer is alive.
+
+        A streaming row whose writer is gone is marked ``interrupted`` here.
+        """
+        with self._session() as session:
+            _get(session, conversation_id)
+            row = session.scalars(_streaming_in(conversation_id)).first()
+            if row is None:
+                return None
+            if self._is_live(row):
+                return _message(row)
+        self._interrupt_dead(conversation_id)
+        return None
+
+    def reply_message(self, message_id: str) -> Message | None:
+        """A message as stored now (None once deleted); dead streaming rows become interrupted."""
+        with self._session() as session:
+            row = session.get(MessageRow, message_id)
+            if row is None:
+                return None
+            if row.status != STREAMING or self._is_live(row):
+                return _message(row)
+            conversation_id = row.conversation_id
+        self._interrupt_dead(conversation_id)
+        return self.reply_message(message_id)
+
+    def request_stop(self, conversation_id: str) -> bool:
+        """Ask the replica that writes the live reply here to stop it; False when none runs."""
+        with self._session(write=True) as session:
+            _get(session, conversation_id)
+            row = session.scalars(_streaming_in(conversation_id)).first()
+            if row is None:
+                return False
+            if not self._is_live(row):
+                _interrupt(row)
+                return False
+            row.stop_requested = True
+            return True
+
+    def recover_interrupted(self) -> int:
+        """Mark ``interrupted`` every streaming reply whose writer is gone; count them.
+
+        Run on open: after ``kill -9`` the partial text saved so far stays. A reply that a live
+        replica is writing (fresh heartbeat, owner alive) is left alone.
+        """
+        with self._session(write=True) as session:
+            rows = session.scalars(select(MessageRow).where(MessageRow.status == STREAMING))
+            dead = [r for r in rows if not self._is_live(r)]
+            for row in dead:
+                _interrupt(row)
+        if dead:
+            logger.warning("marked %d replies interrupted (their process ended)", len(dead))
+        return len(dead)
+
+    # -- internals ---------------------------------------------------------------------
+    def _ensure_idle(self, session: Session, conversation_id: str) -> None:
+        row = session.scalars(_streaming_in(conversation_id)).first()
+        if row is None:
+            return
+        if self._is_live(row):
+            raise ConflictError(
+                "a reply is already being written in this conversation; wait or stop it",
+                param="conversation_id",
+                code="reply_in_progress",
+            )
+        _interrupt(row)
+        session.flush()
+
+    def _interrupt_dead(self, conversation_id: str) -> None:
+        with self._session(write=True) as session:
+            row = session.scalars(_streaming_in(conversation_id)).first()
+            if row is not None and not self._is_live(row):
+                _interrupt(row)
+
+    def _is_live(self, row: MessageRow) -> bool:
+        if row.heartbeat_at is None or utc_now() - row.heartbeat_at > self.stale_after:
+            return False
+        return not owner_is_gone(row.owner_id, self.owner_id)
+
+    @contextmanager
+    def _session(self, *, write: bool = False) -> Iterator[Session]:
+        bind = self._writer if write else self._engine
+        with (
+            _database_errors("write" if write else "read"),
+            Session(bind, expire_on_commit=False) as session,
+            session.begin(),
+        ):
+            yield session
+
+
+@contextmanager
+def _database_errors(what: str) -> Iterator[None]:
+    try:
+        yield
+    except ChatbotError:
+        raise
+    except SQLAlchemyError as exc:
+        logger.warning("database %s failed: %s", what, exc)
+        raise UnavailableError(
+            f"the database is unavailable ({type(exc).__name__}); try again shortly",
+            code="database_unavailable",
+        ) from exc
+
+
+def _get(session: Session, conversation_id: str) -> ConversationRow:
+    row = session.get(ConversationRow, conversation_id)
+    if row is None:
+        raise NotFoundError(f"no conversation with id {conversation_id!r}", param="conversation_id")
+    return row
+
+
+def _streaming_in(conversation_id: str) -> Any:
+    return select(MessageRow).where(
+        MessageRow.conversation_id == conversation_id, MessageRow.status == STREAMING
+    )
+
+
+def _message_rows(session: Session, conversation_id: str) -> Iterator[MessageRow]:
+    yield from session.scalars(
+        select(MessageRow)
+        .where(MessageRow.conversation_id == conversation_id)
+        .order_by(MessageRow.position)
+    )
+
+
+def _messages(session: Session, conversation_id: str) -> list[MessageRow]:
+    return list(_message_rows(session, conversation_id))
+
+
+def _edit(
+    session: Session, rows: list[MessageRow], message_id: str, content: str
+) -> tuple[MessageRow, list[MessageRow]]:
+    index = next((i for i, r in enumerate(rows) if r.id == message_id), None)
+    if index is None:
+        raise NotFoundError(
+            f"no message with id {message_id!r} in this conversation", param="message_id"
+        )
+    target = rows[index]
+    if target.role != Role.USER.value:
+        raise InvalidRequestError("only user messages can be edited", param="message_id")
+    session.execute(
+        delete(MessageRow).where(
+            MessageRow.conversation_id == target.conversation_id,
+            MessageRow.position > target.position,
+        )
+    )
+    target.content = content
+    return target, rows[: index + 1]
+
+
+def _new_message(
+    conversation_id: str, position: int, role: Role, content: str, now: datetime
+) -> MessageRow:
+    return MessageRow(
+        id=new_id(),
+        conversation_id=conversation_id,
+        position=position,
+        role=role.value,
+        content=content,
+        status=MessageStatus.COMPLETE.value,
+        created_at=now,
+        stop_requested=False,
+    )
+
+
+def _interrupt(row: MessageRow) -> None:
+    row.status = MessageStatus.INTERRUPTED.value
+    row.owner_id, row.heartbeat_at, row.stop_requested = None, None, False
+
+
+def _message(row: MessageRow) -> Message:
+    return Message(
+        id=row.id,
+        role=Role(row.role),
+        content=row.content,
+        status=MessageStatus(row.status),
+        created_at=row.created_at,
+        stats=ReplyStats.model_validate(row.stats) if row.stats else None,
+    )
+
+
+def _conversation(row: ConversationRow, messages: list[MessageRow]) -> Conversation:
+    return Conversation(
+        id=row.id,
+        title=row.title,
+        system_prompt=row.system_prompt,
+        params=GenerationParams.model_validate(row.params),
+        messages=tuple(_message(m) for m in messages),
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )

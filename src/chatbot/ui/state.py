@@ -1,0 +1,109 @@
+"""What one browser session remembers between reruns, behind typed helpers.
+
+The current conversation lives in the URL (``?c=<id>``) so a refresh keeps it; everything else
+lives in ``st.session_state`` under ``chatbot.*`` keys.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import streamlit as st
+
+CONVERSATION_PARAM = "c"
+_ACTION = "chatbot.action"
+_DRAFT = "chatbot.draft"
+DRAFT_BOX = "chatbot.draft_box"
+_FLASH = "chatbot.flash"
+_EDITING = "chatbot.editing"
+_UPLOADS = "chatbot.uploads"
+
+ActionKind = Literal["send", "regenerate", "edit"]
+Level = Literal["error", "warning", "info", "success"]
+
+
+@dataclass(frozen=True)
+class Action:
+    """A reply the user asked for; the composer runs it in this rerun."""
+
+    kind: ActionKind
+    text: str = ""
+    message_id: str | None = None
+
+
+def current_conversation_id() -> str | None:
+    value = st.query_params.get(CONVERSATION_PARAM)
+    return value or None
+
+
+def set_current_conversation(conversation_id: str | None) -> None:
+    if conversation_id == current_conversation_id():
+        return
+    if conversation_id is None:
+        st.query_params.pop(CONVERSATION_PARAM, None)
+    else:
+        st.query_params[CONVERSATION_PARAM] = conversation_id
+    st.session_state.pop(_EDITING, None)
+
+
+def request(action: Action) -> None:
+    st.session_state[_ACTION] = action
+
+
+def take_action() -> Action | None:
+    action = st.session_state.pop(_ACTION, None)
+    return action if isinstance(action, Action) else None
+
+
+def keep_draft(text: str | None) -> None:
+    """Keep a message that could not be sent, to show it back with a Retry button."""
+    if text:
+        st.session_state[_DRAFT] = text
+        st.session_state[DRAFT_BOX] = text
+    else:
+        st.session_state.pop(_DRAFT, None)
+        st.session_state.pop(DRAFT_BOX, None)
+
+
+def draft() -> str | None:
+    value = st.session_state.get(_DRAFT)
+    return value if isinstance(value, str) else None
+
+
+@dataclass(frozen=True)
+class Banner:
+    level: Level
+    text: str
+    icon: str = "⚠️"
+
+
+def flash(banner: Banner) -> None:
+    """A banner for the next rerun (a reply ends with ``st.rerun``, which clears the page)."""
+    st.session_state.setdefault(_FLASH, []).append(banner)
+
+
+def take_flashes() -> list[Banner]:
+    items = st.session_state.pop(_FLASH, [])
+    return list(items) if isinstance(items, list) else []
+
+
+def editing() -> str | None:
+    value = st.session_state.get(_EDITING)
+    return value if isinstance(value, str) else None
+
+
+def set_editing(message_id: str | None) -> None:
+    if message_id is None:
+        st.session_state.pop(_EDITING, None)
+    else:
+        st.session_state[_EDITING] = message_id
+
+
+def upload_key() -> str:
+    """The file uploader's key; bumped after an import so the same file is not read twice."""
+    return f"chatbot.import.{st.session_state.get(_UPLOADS, 0)}"
+
+
+def reset_uploader() -> None:
+    st.session_state[_UPLOADS] = int(st.session_state.get(_UPLOADS, 0)) + 1

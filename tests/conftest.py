@@ -1,0 +1,31 @@
+"""Shared test set-up: fixtures live in tests/fixtures, one module per kind of real part."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+pytest_plugins = [
+    "tests.fixtures.engines",
+    "tests.fixtures.databases",
+    "tests.fixtures.servers",
+]
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Keep every test's SQLite files and exports out of the user's data folder, also in
+    # subprocesses, which inherit the environment.
+    os.environ.setdefault("CHATBOT_DATA_DIR", tempfile.mkdtemp(prefix="chatbot-test-data-"))
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    ARTIFACTS.mkdir(exist_ok=True)
+
+
+@pytest.fixture(scope="session")
+def artifacts_dir() -> Path:
+    """Screenshots, benchmark output and other files a person may want to look at."""
+    return ARTIFACTS

@@ -1,0 +1,150 @@
+"""A small OpenAI-compatible server on loopback whose failures a test can choose.
+
+Real servers do not fail on demand, so the mapping of each upstream failure (a status, a hang,
+a cut stream, a malformed chunk) is tested against this one; the happy paths are tested against
+real model servers in tests/scaleout/. The last user message picks the behaviour.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+MODEL = "fault-model"
+WINDOW = 4096
+WORDS = ("Hello", ", ", "wor", "ld")
+
+
+@dataclass
+class UpstreamLog:
+    """What the server saw, for assertions."""
+
+    bodies: list[dict[str, Any]] = field(default_factory=list)
+    authorization: list[str | None] = field(default_factory=list)
+    disconnected: threading.Event = field(default_factory=threading.Event)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _sse(payload: dict[str, Any] | str) -> bytes:
+    data = payload if isinstance(payload, str) else json.dumps(payload)
+    return f"data: {data}\n\n".encode()
+
+
+def _chunk(text: str | None = None, finish: str | None = None) -> dict[str, Any]:
+    delta = {"content": text} if text is not None else {}
+    return {
+        "id": "c1",
+        "object": "chat.completion.chunk",
+        "model": MODEL,
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    }
+
+
+def build_app(log: UpstreamLog) -> Starlette:
+    async def models(request: Request) -> Response:
+        return JSONResponse(
+            {"object": "list", "data": [{"id": MODEL, "object": "model", "max_model_len": WINDOW}]}
+        )
+
+    async def completions(request: Request) -> Response:
+        body = await request.json()
+        log.bodies.append(body)
+        log.authorization.append(request.headers.get("authorization"))
+        behaviour = body["messages"][-1]["content"]
+        if behaviour.isdigit():
+            status = int(behaviour)
+            error = {
+                "message": f"upstream says {status}",
+                "type": "x",
+                "param": "messages",
+                "code": "context_length_exceeded" if status == 400 else None,
+            }
+            headers = {"Retry-After": "7"} if status == 429 else None
+            return JSONResponse({"error": error}, status_code=status, headers=headers)
+        if behaviour == "json":
+            return JSONResponse(
+                {
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": {"role": "assistant", "content": "whole"},
+                            "finish_reason": "length",
+                        }
+                    ],
+                    "usage": {"prompt_tokens": 11, "completion_tokens": 2},
+                }
+            )
+        if behaviour == "hang-head":
+            await asyncio.sleep(30)
+        return StreamingResponse(_stream(behaviour, log), media_type="text/event-stream")
+
+    return Starlette(
+        routes=[
+            Route("/v1/models", models),
+            Route("/v1/chat/completions", completions, methods=["POST"]),
+        ]
+    )
+
+
+async def _stream(behaviour: str, log: UpstreamLog) -> AsyncIterator[bytes]:
+    try:
+        if behaviour == "garbage":
+            yield b"data: {not json\n\n"
+            return
+        if behaviour == "error-event":
+            yield _sse(_chunk("partial"))
+            yield _sse({"error": {"message": "out of memory", "type": "server_error"}})
+            return
+        yield b": ping\n\n"
+        for word in WORDS:
+            yield _sse(_chunk(word))
+            if behaviour == "hang-stream":
+                await asyncio.sleep(30)
+            if behaviour == "cut":
+                return
+        yield _sse(_chunk(None, "length" if behaviour == "length" else "stop"))
+        if behaviour != "no-usage":
+            yield _sse({"choices": [], "usage": {"prompt_tokens": 21, "completion_tokens": 4}})
+        yield _sse("[DONE]")
+    finally:
+        log.disconnected.set()
+
+
+@contextmanager
+def running_upstream(port: int | None = None) -> Iterator[tuple[str, UpstreamLog]]:
+    """Serve the app on a loopback port in a thread; yield (base URL, log)."""
+    log = UpstreamLog()
+    port = port or free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(build_app(log), host="127.0.0.1", port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if time.monotonic() > deadline:
+            raise RuntimeError("the fault upstream did not start")
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}/v1", log
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

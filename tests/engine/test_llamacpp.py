@@ -1,0 +1,120 @@
+"""The llama.cpp engine on the embedded GGUF: streaming, batching, stop, cancel, context."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from chatbot.config import EngineSettings
+from chatbot.domain import FinishReason, GenerationParams, Message
+from chatbot.engine import create_engine
+from chatbot.errors import ConfigurationError, ContextOverflowError
+
+pytest.importorskip("llama_cpp")
+
+from chatbot.engine.llamacpp_engine import LlamaCppEngine
+
+PROMPTS = ["Hi", "What is the capital of France?", "Name three fruits."]
+
+
+@pytest.fixture(scope="module")
+def llama_engine() -> Iterator[LlamaCppEngine]:
+    """Two sequences at most, so a third request also waits in the queue."""
+    engine = LlamaCppEngine(EngineSettings(engine="llamacpp", max_batch_size=2))
+    engine.load()
+    yield engine
+    engine.close()
+
+
+def test_the_factory_builds_it_from_the_setting() -> None:
+    engine = create_engine(EngineSettings(engine="llamacpp"))
+    assert isinstance(engine, LlamaCppEngine)
+    assert engine.model_id == "SmolLM2-135M-Instruct"
+
+
+def test_a_model_that_is_not_gguf_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match=r"\.gguf"):
+        LlamaCppEngine(EngineSettings(engine="llamacpp", model=str(tmp_path)))
+
+
+def test_a_reply_streams_with_usage(llama_engine: LlamaCppEngine) -> None:
+    generation = llama_engine.start([Message.user("Hi")], GenerationParams(max_new_tokens=8))
+    chunks = list(generation)
+    assert chunks and "".join(chunks).strip()
+    assert generation.outcome is not None
+    usage = generation.outcome.usage
+    assert usage.prompt_tokens > 5
+    assert 1 <= usage.completion_tokens <= 8
+    assert generation.outcome.finish_reason in (FinishReason.STOP, FinishReason.LENGTH)
+
+
+def test_batched_greedy_replies_equal_one_at_a_time(llama_engine: LlamaCppEngine) -> None:
+    params = GenerationParams(max_new_tokens=10)
+    alone = [llama_engine.start([Message.user(p)], params).text() for p in PROMPTS]
+    generations = [llama_engine.start([Message.user(p)], params) for p in PROMPTS]
+    together = [""] * len(PROMPTS)
+
+    def read(i: int) -> None:
+        together[i] = generations[i].text()
+
+    threads = [threading.Thread(target=read, args=(i,)) for i in range(len(PROMPTS))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert together == alone
+
+
+def test_cancel_stops_one_request_and_not_its_neighbour(llama_engine: LlamaCppEngine) -> None:
+    doomed = llama_engine.start(
+        [Message.user("Write a long story about a dragon.")], GenerationParams(max_new_tokens=300)
+    )
+    neighbour = llama_engine.start(
+        [Message.user("Write a poem about the sea.")], GenerationParams(max_new_tokens=12)
+    )
+    chunks = iter(doomed)
+    assert next(chunks)
+    doomed.cancel()
+    list(chunks)
+    assert doomed.outcome is not None
+    assert doomed.outcome.finish_reason is FinishReason.CANCELLED
+    assert doomed.outcome.usage.completion_tokens < 300
+    neighbour.text()
+    assert neighbour.outcome is not None
+    assert neighbour.outcome.finish_reason is FinishReason.LENGTH
+    assert neighbour.outcome.usage.completion_tokens == 12
+
+
+def test_stop_sequences_cut_the_reply(llama_engine: LlamaCppEngine) -> None:
+    params = GenerationParams(max_new_tokens=10)
+    free = llama_engine.start([Message.user("Name three fruits.")], params).text()
+    assert "2." in free
+    stopped = llama_engine.start(
+        [Message.user("Name three fruits.")], params.model_copy(update={"stop": ("2.",)})
+    )
+    text = stopped.text()
+    assert "2." not in text
+    assert free.startswith(text)
+    assert stopped.outcome is not None
+    assert stopped.outcome.finish_reason is FinishReason.STOP
+
+
+def test_old_turns_are_dropped_and_an_oversized_message_is_refused() -> None:
+    engine = LlamaCppEngine(EngineSettings(engine="llamacpp", context_window=64, max_batch_size=1))
+    try:
+        history = [
+            Message.user("Tell me about the sea. " * 3),
+            Message.assistant("The sea is large and blue. " * 3),
+            Message.user("Hi"),
+        ]
+        generation = engine.start(history, GenerationParams(max_new_tokens=8))
+        generation.text()
+        assert generation.outcome is not None
+        assert generation.outcome.dropped_messages == 2
+        with pytest.raises(ContextOverflowError):
+            engine.start([Message.user("word " * 200)], GenerationParams(max_new_tokens=8))
+    finally:
+        engine.close()

@@ -1,0 +1,57 @@
+"""Message text for display: HTML shown as text, code left alone, streamed text escaped too."""
+
+from __future__ import annotations
+
+import pytest
+
+from chatbot.config import EngineSettings, StoreSettings, UISettings
+from chatbot.domain import Message, MessageStatus, ReplyStats
+from chatbot.ui.launcher import APP_FILE, settings_environment, streamlit_flags
+from chatbot.ui.text import StreamEscaper, safe_markdown, stats_caption
+
+SAMPLE = (
+    "Hi <b>you</b> & $5 `<i>` done\n"
+    "```html\n<div onclick='x()'>a & b</div>\n```\n"
+    "<script>alert(1)</script> <img src=x onerror=alert(1)>"
+)
+
+
+def test_html_outside_code_is_escaped_and_code_is_kept() -> None:
+    out = safe_markdown(SAMPLE)
+    assert "&lt;b>you&lt;/b> &amp; \\$5 `<i>` done" in out
+    assert "<div onclick='x()'>a & b</div>" in out  # inside a fence: shown literally anyway
+    assert "&lt;script>alert(1)&lt;/script> &lt;img src=x onerror=alert(1)>" in out
+    assert "<script" not in out and "<img" not in out
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 7, 1000])
+def test_streamed_text_is_safe_whatever_the_chunking(size: int) -> None:
+    escaper = StreamEscaper()
+    out = "".join(escaper.feed(SAMPLE[i : i + size]) for i in range(0, len(SAMPLE), size))
+    assert "<script" not in out and "<img" not in out and "<b>" not in out
+    assert "<div onclick='x()'>a & b</div>" in out
+
+
+def test_stats_caption() -> None:
+    stats = ReplyStats(completion_tokens=20, duration_s=2.0, time_to_first_token_s=0.25)
+    message = Message.assistant("x").model_copy(
+        update={"stats": stats, "status": MessageStatus.STOPPED}
+    )
+    assert stats_caption(message) == "20 tokens · 10.0 tokens/s · first token 0.25 s · stopped"
+
+
+def test_launcher_passes_settings_through_the_environment() -> None:
+    env = settings_environment(
+        UISettings(backend_url="http://127.0.0.1:9"),
+        EngineSettings(model="embedded", threads=2),
+        StoreSettings(database_url="sqlite:///x.db"),
+    )
+    assert env["CHATBOT_BACKEND_URL"] == "http://127.0.0.1:9"
+    assert env["CHATBOT_ENGINE"] == "transformers"
+    assert env["CHATBOT_THREADS"] == "2"
+    assert env["CHATBOT_DATABASE_URL"] == "sqlite:///x.db"
+    assert "CHATBOT_CONTEXT_WINDOW" not in env  # unset stays unset
+    flags = streamlit_flags(UISettings(ui_port=8765, ui_host="127.0.0.1"))
+    assert "--server.headless=true" in flags and "--server.port=8765" in flags
+    assert "--browser.gatherUsageStats=false" in flags
+    assert APP_FILE.exists()
