@@ -69,6 +69,10 @@ def build_app(log: UpstreamLog) -> Starlette:
         log.bodies.append(body)
         log.authorization.append(request.headers.get("authorization"))
         behaviour = body["messages"][-1]["content"]
+        if behaviour.startswith("empty-"):  # llama-cpp-python's way to fail after the head
+            if body.get("stream"):
+                return StreamingResponse(iter(()), media_type="text/event-stream")
+            behaviour = "400" if behaviour == "empty-400" else "json"
         if behaviour.isdigit():
             status = int(behaviour)
             error = {

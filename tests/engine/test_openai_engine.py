@@ -144,6 +144,18 @@ def test_overload_carries_retry_after(engine: OpenAIEngine) -> None:
     assert caught.value.retry_after_s == 7
 
 
+def test_an_empty_stream_is_asked_again_without_streaming(
+    engine: OpenAIEngine, upstream: tuple[str, UpstreamLog]
+) -> None:
+    generation = engine.start([Message.user("empty-400")], PARAMS)
+    with pytest.raises(InvalidRequestError, match="upstream says 400"):
+        list(generation)
+    assert upstream[1].bodies[-1]["stream"] is False
+    assert "stream_options" not in upstream[1].bodies[-1]
+    generation = engine.start([Message.user("empty-ok")], PARAMS)
+    assert generation.text() == "whole"
+
+
 @pytest.mark.parametrize("behaviour", ["cut", "garbage", "error-event"])
 def test_broken_streams_are_upstream_errors(engine: OpenAIEngine, behaviour: str) -> None:
     generation = engine.start([Message.user(behaviour)], PARAMS)

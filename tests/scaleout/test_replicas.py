@@ -31,8 +31,9 @@ LONG = GenerationParams(max_new_tokens=120)
 
 @pytest.fixture(scope="module")
 def shared_database(postgres_cluster: Any) -> Iterator[str]:
-    url: str = postgres_cluster.create_database()
-    yield url
+    name = postgres_cluster.create_database()
+    yield str(postgres_cluster.url_for(name))
+    postgres_cluster.drop_database(name)
 
 
 @pytest.fixture(scope="module")

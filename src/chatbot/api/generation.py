@@ -114,6 +114,9 @@ class EngineCall:
         first = True
         previous = time.monotonic()
         while True:
+            # Checked before every chunk too: a stream that never goes quiet must still end
+            # at its deadline or when a drain runs out of grace.
+            self._check(time.monotonic(), deadline, "generating")
             if self._pending is None:
                 self._pending = asyncio.ensure_future(anext(self._stream))
             done, _ = await asyncio.wait({self._pending}, timeout=_TICK_S)
@@ -134,7 +137,6 @@ class EngineCall:
                 last_sent = now
                 yield Text(chunk)
                 continue
-            self._check(now, deadline, "generating")
             if now - last_sent >= server.heartbeat_s:
                 last_sent = now
                 yield Ping()

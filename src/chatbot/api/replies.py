@@ -23,6 +23,7 @@ from chatbot.errors import (
     InvalidRequestError,
     OverloadedError,
     UnavailableError,
+    UpstreamError,
 )
 
 logger = logging.getLogger(__name__)
@@ -73,8 +74,17 @@ def _error_of(event: ReplyEvent) -> ChatbotError:
         return InvalidRequestError(message, param="content", code=code)
     if code == "overloaded":
         return OverloadedError(message, retry_after_s=1)
-    if code in ("queue_timeout", "not_ready", "shutting_down"):
+    # The service names an error by its code, or by its class's error_type when it has none.
+    if code in (
+        "queue_timeout",
+        "not_ready",
+        "shutting_down",
+        "database_unavailable",
+        UnavailableError.error_type,
+    ):
         return UnavailableError(message, code=code)
+    if code == UpstreamError.error_type:
+        return UpstreamError(message, code=code)
     return GenerationError(message, code=code)
 
 
@@ -87,10 +97,8 @@ async def _events(
     try:
         async for event in sse.iterate_in_thread(events, _TICK_S):
             now = time.monotonic()
-            if event is not None:
-                last_sent = now
-                yield _frame(event)
-                continue
+            # Checked on events too, not only on quiet ticks: a reply that streams without a
+            # pause must still end at a drain's end or at its deadline.
             if runtime.drain.aborted:
                 raise UnavailableError(
                     "the server is shutting down; re-attach to the reply elsewhere",
@@ -103,6 +111,10 @@ async def _events(
                     "(CHATBOT_REQUEST_TIMEOUT_S) and was stopped",
                     code="request_timeout",
                 )
+            if event is not None:
+                last_sent = now
+                yield _frame(event)
+                continue
             if now - last_sent >= server.heartbeat_s:
                 last_sent = now
                 yield sse.PING

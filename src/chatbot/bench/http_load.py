@@ -80,6 +80,8 @@ async def stream_one(
     except (httpx.HTTPError, ValueError) as exc:
         record.error = f"{type(exc).__name__}: {exc}"[:200]
     record.duration = time.monotonic() - start
+    if record.error is None and record.tokens == 0:
+        record.error = "the stream ended without any text"
     return record
 
 

@@ -188,6 +188,9 @@ class BatchingScheduler:
                 self._wakeup.wait()
             if self._closed:
                 return None
+            for queued in [s for s in self._waiting if s.cancelled]:  # stop costs no wait
+                self._waiting.remove(queued)
+                queued.finish(FinishReason.CANCELLED)
             room = self.max_batch_size - len(self._batch)
             taken: list[SequenceState] = []
             while self._waiting and len(taken) < room:

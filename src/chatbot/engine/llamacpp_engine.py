@@ -32,7 +32,10 @@ from chatbot.errors import ConfigurationError
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_WINDOW = 2048  # per request; the KV cache holds max_batch_size of these
+DEFAULT_WINDOW = 2048  # per request
+# KV cells shared by all requests (23 KB each for the embedded model): enough for 16 chats of a
+# few hundred tokens. When it fills, the longest reply ends early (finish reason "length").
+KV_POOL_TOKENS = 4096
 PREFILL_CHUNK = 512
 CPU = torch.device("cpu")
 
@@ -112,6 +115,7 @@ class _LlamaScheduler:
         self._context = context
         self._n_vocab = n_vocab
         self._free_ids = list(range(slots))
+        self._pool_full = False  # admit nobody until a row leaves and frees KV cells
         self._rows: list[_Row] = []
         self._waiting: collections.deque[SequenceState] = collections.deque()
         self._wakeup = threading.Condition()
@@ -157,8 +161,12 @@ class _LlamaScheduler:
                 self._wakeup.wait()
             if self._closed:
                 return None
+            for queued in [s for s in self._waiting if s.cancelled]:  # stop costs no wait
+                self._waiting.remove(queued)
+                queued.finish(FinishReason.CANCELLED)
             taken: list[SequenceState] = []
-            while self._waiting and len(taken) < len(self._free_ids):
+            room = 0 if self._pool_full else len(self._free_ids)
+            while self._waiting and len(taken) < room:
                 taken.append(self._waiting.popleft())
             return taken
 
@@ -171,7 +179,14 @@ class _LlamaScheduler:
             ids = sequence.input_ids
             for start in range(0, len(ids), PREFILL_CHUNK):
                 chunk = ids[start : start + PREFILL_CHUNK]
-                self._fill([(row, token) for token in chunk], logits_last_only=True)
+                if not self._fill([(row, token) for token in chunk], logits_last_only=True):
+                    if not self._rows:
+                        raise RuntimeError("the prompt does not fit in llama.cpp's KV cache")
+                    self._release(row)
+                    self._pool_full = True
+                    with self._wakeup:  # try again once a running reply has finished
+                        self._waiting.appendleft(sequence)
+                    return
             if sequence.advance(sequence.choose(self._logits(self._batch.n_tokens - 1))):
                 self._release(row)
                 return
@@ -193,7 +208,17 @@ class _LlamaScheduler:
         self._rows = live
         if not live:
             return
-        self._fill([(row, row.sequence.last_token or 0) for row in live], logits_last_only=False)
+        while not self._fill(
+            [(row, row.sequence.last_token or 0) for row in live], logits_last_only=False
+        ):
+            longest = max(live, key=lambda row: row.position)
+            logger.warning("llama.cpp KV cache full: ending the longest reply early")
+            longest.sequence.finish(FinishReason.LENGTH)
+            self._release(longest)
+            live.remove(longest)
+            self._rows = live
+            if not live:
+                return
         kept = []
         for i, row in enumerate(live):
             sequence = row.sequence
@@ -206,8 +231,8 @@ class _LlamaScheduler:
                 kept.append(row)
         self._rows = kept
 
-    def _fill(self, tokens: list[tuple[_Row, int]], *, logits_last_only: bool) -> None:
-        """Decode one token for each (row, token) pair, at that row's next position."""
+    def _fill(self, tokens: list[tuple[_Row, int]], *, logits_last_only: bool) -> bool:
+        """Decode each (row, token) pair at that row's next position; False: no KV room."""
         batch = self._batch
         batch.n_tokens = len(tokens)
         for i, (row, token) in enumerate(tokens):
@@ -218,8 +243,13 @@ class _LlamaScheduler:
             batch.logits[i] = not logits_last_only or i == len(tokens) - 1
             row.position += 1
         code = self._lib.llama_decode(self._context.ctx, batch)
+        if code == 1:  # no free KV cells; nothing was decoded
+            for row, _token in tokens:
+                row.position -= 1
+            return False
         if code != 0:
             raise RuntimeError(f"llama_decode returned {code}")
+        return True
 
     def _logits(self, index: int) -> torch.Tensor:
         pointer = self._lib.llama_get_logits_ith(self._context.ctx, index)
@@ -228,6 +258,7 @@ class _LlamaScheduler:
     def _release(self, row: _Row) -> None:
         self._context.kv_cache_seq_rm(row.seq_id, -1, -1)
         self._free_ids.append(row.seq_id)
+        self._pool_full = False
 
 
 class _Loaded:
@@ -342,11 +373,11 @@ class LlamaCppEngine:
         window = self._settings.context_window or min(model.n_ctx_train(), DEFAULT_WINDOW)
         threads = self._settings.threads or os.cpu_count() or 1
         params = llama_cpp.llama_context_default_params()
-        params.n_ctx = window * self._slots
+        params.n_ctx = max(window, min(window * self._slots, KV_POOL_TOKENS))
         params.n_seq_max = self._slots
         params.n_batch = params.n_ubatch = max(PREFILL_CHUNK, self._slots)
         params.n_threads = params.n_threads_batch = threads
-        params.kv_unified = False
+        params.kv_unified = True  # one pool of cells; a short chat does not reserve a window
         try:
             context = _internals.LlamaContext(model=model, params=params, verbose=verbose)
         except ValueError as exc:

@@ -50,6 +50,12 @@ class _UpstreamGeneration(Generation):
         super().__init__(prompt_tokens=prompt_tokens)
         self._response = response
 
+    def watch(self, response: httpx.Response) -> None:
+        """The request that cancel closes from now on."""
+        self._response = response
+        if self.cancelled:
+            response.close()
+
     def cancel(self) -> None:
         super().cancel()
         try:  # unblocks the producer thread even while the upstream sends nothing
@@ -117,7 +123,10 @@ class OpenAIEngine:
         with self._lock:
             self._active.add(generation)
         thread = threading.Thread(
-            target=self._pump, args=(generation, response), name="openai-stream", daemon=True
+            target=self._pump,
+            args=(generation, response, payload),
+            name="openai-stream",
+            daemon=True,
         )
         thread.start()
         return generation
@@ -218,9 +227,11 @@ class OpenAIEngine:
         raise AssertionError("unreachable")
 
     # -- the producer thread -----------------------------------------------------------------
-    def _pump(self, generation: _UpstreamGeneration, response: httpx.Response) -> None:
+    def _pump(
+        self, generation: _UpstreamGeneration, response: httpx.Response, payload: dict[str, Any]
+    ) -> None:
         try:
-            outcome = self._relay(generation, response)
+            outcome = self._relay(generation, response, payload)
         except Exception as exc:  # every failure reaches the reader, never a silent thread death
             if generation.cancelled:
                 outcome = GenerationOutcome(
@@ -236,10 +247,13 @@ class OpenAIEngine:
             with self._lock:
                 self._active.discard(generation)
 
-    def _relay(self, generation: Generation, response: httpx.Response) -> GenerationOutcome:
+    def _relay(
+        self, generation: _UpstreamGeneration, response: httpx.Response, payload: dict[str, Any]
+    ) -> GenerationOutcome:
         """Push each text piece as it arrives; return how the reply ended."""
         if "text/event-stream" not in response.headers.get("content-type", ""):
             return self._relay_whole(generation, response)
+        events = 0
         pieces = 0
         finish: FinishReason | None = None
         usage: StreamChunk | None = None
@@ -248,6 +262,7 @@ class OpenAIEngine:
                 break
             if chunk is None:
                 continue
+            events += 1
             if chunk.text:
                 pieces += 1
                 generation.push(chunk.text)
@@ -256,6 +271,8 @@ class OpenAIEngine:
                 usage = chunk
         if generation.cancelled:
             finish = FinishReason.CANCELLED
+        elif events == 0:
+            return self._ask_without_streaming(generation, payload)
         elif finish is None:
             raise UpstreamError("the upstream model server ended the stream before the reply")
         if usage is not None and usage.prompt_tokens is not None:
@@ -264,6 +281,31 @@ class OpenAIEngine:
         return GenerationOutcome(
             finish, Usage(prompt_tokens=generation.prompt_tokens, completion_tokens=completion)
         )
+
+    def _ask_without_streaming(
+        self, generation: _UpstreamGeneration, payload: dict[str, Any]
+    ) -> GenerationOutcome:
+        """An empty stream: ask again without streaming to get the upstream's real answer.
+
+        Some servers (llama-cpp-python) report a failure that happens after the stream's head,
+        such as a context overflow, by ending the stream with no event at all. Nothing was
+        generated or shown, so asking again is safe; the error then comes with its status.
+        """
+        whole = {k: v for k, v in payload.items() if k != "stream_options"} | {"stream": False}
+        # A fresh connection: the one that carried the failed stream may be reset by now.
+        with self._new_client() as once:
+            request = once.build_request(
+                "POST",
+                f"{self._root}/chat/completions",
+                content=json.dumps(whole),
+                headers={"Content-Type": "application/json"},
+            )
+            response = self._send(once, request)
+            generation.watch(response)
+            try:
+                return self._relay_whole(generation, response)
+            finally:
+                response.close()
 
     def _relay_whole(self, generation: Generation, response: httpx.Response) -> GenerationOutcome:
         """An upstream that ignored ``stream: true`` and answered one JSON completion."""

@@ -32,6 +32,7 @@ def open_engine(url: str) -> Engine:
         return create_engine(
             parsed,
             pool_pre_ping=True,
+            hide_parameters=True,  # message text never reaches logs through SQL errors
             pool_size=10,
             max_overflow=20,
             connect_args={"connect_timeout": CONNECT_TIMEOUT_S},
@@ -44,7 +45,9 @@ def open_engine(url: str) -> Engine:
 
 def _sqlite_engine(url: str) -> Engine:
     engine = create_engine(
-        url, connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
+        url,
+        hide_parameters=True,
+        connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
     )
 
     @event.listens_for(engine, "connect")

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, delete, func, select, text, update
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from chatbot.domain import (
@@ -461,6 +461,14 @@ def _database_errors(what: str) -> Iterator[None]:
         yield
     except ChatbotError:
         raise
+    except DataError as exc:
+        # The request's own data (e.g. a NUL in text on PostgreSQL): retrying cannot help.
+        logger.warning("database %s refused a value: %s", what, type(exc.orig).__name__)
+        raise InvalidRequestError(
+            "the database cannot store a value of this request (it refused it as invalid "
+            "data, e.g. a NUL character \\u0000 in text); remove it and send again",
+            code="invalid_data",
+        ) from exc
     except SQLAlchemyError as exc:
         logger.warning("database %s failed: %s", what, exc)
         raise UnavailableError(

@@ -14,6 +14,7 @@ from chatbot.api.replies import serve_reply
 from chatbot.config import LimitSettings
 from chatbot.domain import Conversation, ExportFormat, GenerationParams
 from chatbot.errors import InvalidRequestError
+from chatbot.service import MAX_LIST_LIMIT  # the schema states the service's bound
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorResponse} for status in (400, 401, 404, 409, 413, 429, 503)
@@ -95,7 +96,7 @@ def _json(conversation: Conversation) -> dict[str, Any]:
 @router.get("")
 def list_conversations(
     service: ServiceDep,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIST_LIMIT)] = 50,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
 ) -> ConversationList:
     rows = service.list_conversations(limit=limit, offset=offset)

@@ -1,0 +1,305 @@
+"""Load against a real ``chatbot serve``: soak, overload and a disconnect storm.
+
+Short in ``make test``; ``make soak`` sets CHATBOT_SOAK_SECONDS / CHATBOT_SOAK_CLIENTS for the
+long runs. Figures go to test-artifacts/reliability/*.json and from there to RELIABILITY.md.
+"""
+
+from __future__ import annotations
+
+import statistics
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+
+import httpx
+import pytest
+
+from tests.fixtures.servers import BackendProcess
+from tests.reliability.support import (
+    StreamResult,
+    chat_body,
+    env_float,
+    env_int,
+    metric,
+    record,
+    sample,
+    soak_clients,
+    soak_seconds,
+    stream_sse,
+    wait_idle,
+)
+
+pytestmark = [pytest.mark.reliability, pytest.mark.slow]
+
+CHAT = "/v1/chat/completions"
+PROMPTS = ("Hi", "Name a colour.", "What is 2+2?", "Say something kind.", "Tell me a fact.")
+
+
+@pytest.fixture(scope="module")
+def loaded_backend() -> Iterator[BackendProcess]:
+    clients = soak_clients()
+    env = {
+        "CHATBOT_MAX_CONCURRENT_REQUESTS": str(min(clients, 32)),
+        "CHATBOT_MAX_QUEUED_REQUESTS": str(max(64, clients * 2)),
+        "CHATBOT_MAX_BATCH_SIZE": str(min(clients, 32)),
+        "CHATBOT_MAX_TOKENS_CAP": "512",
+        "CHATBOT_DEFAULT_MAX_TOKENS": "16",
+    }
+    with BackendProcess(env) as backend:
+        yield backend
+
+
+class LoadClients:
+    """N threads, each with its own connection, sending streaming chats until told to stop."""
+
+    def __init__(self, url: str, count: int, max_tokens: int) -> None:
+        self.url = url
+        self.max_tokens = max_tokens
+        self.results: list[StreamResult] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads = [
+            threading.Thread(target=self._run, args=(i,), daemon=True) for i in range(count)
+        ]
+
+    def _run(self, index: int) -> None:
+        with httpx.Client(base_url=self.url, timeout=120) as client:
+            turn = 0
+            while not self._stop.is_set():
+                prompt = PROMPTS[(index + turn) % len(PROMPTS)]
+                body = chat_body(self.max_tokens, prompt, temperature=0)
+                result = stream_sse(client, "POST", CHAT, body)
+                with self._lock:
+                    self.results.append(result)
+                turn += 1
+
+    def run_for(self, seconds: float) -> list[StreamResult]:
+        for thread in self._threads:
+            thread.start()
+        time.sleep(seconds)
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(180)
+        assert not any(t.is_alive() for t in self._threads), "a client hung"
+        return self.results
+
+
+def _check_all_complete(results: list[StreamResult]) -> None:
+    statuses = Counter(r.status for r in results)
+    assert statuses == {200: len(results)}, (statuses, [r.error for r in results if r.error][:3])
+    incomplete = [r for r in results if not r.done or r.finish_reason() is None]
+    assert not incomplete, incomplete[0].summary()
+
+
+def test_soak_streaming_clients_memory_threads_and_fds_stay_flat(
+    loaded_backend: BackendProcess,
+) -> None:
+    url, pid = loaded_backend.url, loaded_backend.process.pid
+    clients, seconds = soak_clients(), soak_seconds()
+    max_tokens = env_int("CHATBOT_SOAK_MAX_TOKENS", 16)
+    warmup_s = max(10.0, seconds / 5)
+    # Warm-up: caches, thread pools and the allocator's arenas reach their working size.
+    warm = LoadClients(url, clients, max_tokens).run_for(warmup_s)
+    _check_all_complete(warm)
+    wait_idle(url)
+    time.sleep(1)
+    before = sample(pid)
+    requests_before = metric(url, "chatbot_http_requests_total")
+
+    results = LoadClients(url, clients, max_tokens).run_for(seconds)
+    wait_idle(url)
+    time.sleep(1)
+    after = sample(pid)
+
+    _check_all_complete(results)
+    errors = [  # /readyz answers 503 while the model loads: that one is by design
+        line
+        for line in httpx.get(f"{url}/metrics").text.splitlines()
+        if line.startswith("chatbot_http_requests_total")
+        and 'status="5' in line
+        and "/readyz" not in line
+    ]
+    assert not errors, errors
+    growth_pct = 100.0 * (after.rss_anon_kb - before.rss_anon_kb) / before.rss_anon_kb
+    tolerance = env_float("CHATBOT_SOAK_RSS_GROWTH_PCT", 2.0)
+    latencies = sorted(r.elapsed_s for r in results)
+    record(
+        "soak",
+        {
+            "clients": clients,
+            "warmup_s": warmup_s,
+            "measured_s": seconds,
+            "max_tokens": max_tokens,
+            "requests": len(results),
+            "requests_warmup": len(warm),
+            "http_requests_counted": metric(url, "chatbot_http_requests_total") - requests_before,
+            "non_200": 0,
+            "incomplete": 0,
+            "reply_p50_s": round(statistics.median(latencies), 3),
+            "reply_p95_s": round(latencies[int(0.95 * (len(latencies) - 1))], 3),
+            "rss_anon_kb_before": before.rss_anon_kb,
+            "rss_anon_kb_after": after.rss_anon_kb,
+            "rss_anon_growth_pct": round(growth_pct, 3),
+            "threads_before": before.threads,
+            "threads_after": after.threads,
+            "fds_before": before.fds,
+            "fds_after": after.fds,
+        },
+    )
+    assert growth_pct < tolerance, (before, after)
+    assert after.threads <= before.threads, (before, after)
+    assert after.fds <= before.fds, (before, after)
+
+
+def test_disconnect_storm_stops_generation_frees_places_and_ttft_recovers(
+    loaded_backend: BackendProcess,
+) -> None:
+    url = loaded_backend.url
+    aborts = env_int("CHATBOT_STORM_CLIENTS", 100)
+    wave = env_int("CHATBOT_STORM_WAVE", 10)
+    wait_idle(url)
+    idle_ttft = _ttft(url)
+    cancelled0 = metric(url, 'chatbot_generations_cancelled_total{reason="disconnect"}')
+    extra0 = metric(url, "chatbot_tokens_after_cancel_total")
+    generated0 = metric(url, "chatbot_tokens_generated_total")
+
+    # Singles first: each abort's own count of tokens after the cancel.
+    singles = min(10, aborts)
+    per_abort: list[float] = []
+    with httpx.Client(base_url=url, timeout=120) as client:
+        for _ in range(singles):
+            before = metric(url, "chatbot_tokens_after_cancel_total")
+            seen = stream_sse(client, "POST", CHAT, chat_body(400), stop_after_content=True)
+            assert seen.status == 200 and seen.first_event_s is not None, seen.summary()
+            wait_idle(url)
+            _settle(url)
+            per_abort.append(metric(url, "chatbot_tokens_after_cancel_total") - before)
+
+    # Then the storm: waves of clients that all leave mid-stream at the same moment.
+    per_wave: list[float] = []
+    remaining = aborts - singles
+    while remaining > 0:
+        size = min(wave, remaining)
+        remaining -= size
+        before = metric(url, "chatbot_tokens_after_cancel_total")
+        results = _abort_together(url, size)
+        assert all(r.status == 200 and r.first_event_s is not None for r in results), [
+            r.summary() for r in results if r.first_event_s is None
+        ][:2]
+        wait_idle(url)
+        _settle(url)
+        per_wave.append((metric(url, "chatbot_tokens_after_cancel_total") - before) / size)
+
+    cancelled = metric(url, 'chatbot_generations_cancelled_total{reason="disconnect"}') - cancelled0
+    extra = metric(url, "chatbot_tokens_after_cancel_total") - extra0
+    generated = metric(url, "chatbot_tokens_generated_total") - generated0
+    after_ttft = _ttft(url)
+    figures = {
+        "aborts": aborts,
+        "wave_size": wave,
+        "cancelled_disconnect": cancelled,
+        "tokens_after_cancel_total": extra,
+        "tokens_after_cancel_mean": round(extra / aborts, 3),
+        "tokens_after_cancel_max_single": max(per_abort),
+        "tokens_after_cancel_max_wave_mean": round(max(per_wave, default=0.0), 3),
+        "tokens_generated_during_storm": generated,
+        "in_flight_after": metric(url, "chatbot_requests_in_flight"),
+        "ttft_idle_s": round(idle_ttft, 3),
+        "ttft_after_s": round(after_ttft, 3),
+    }
+    record("disconnect_storm", figures)
+    assert cancelled == aborts
+    assert extra / aborts <= 2, figures
+    assert max(per_abort) <= 2, figures
+    assert max(per_wave, default=0.0) <= 2, figures
+    assert generated < aborts * 400 / 4  # nobody ran on to its max_tokens
+    assert figures["in_flight_after"] == 0
+    # Not a speed claim: a leaked generation would keep the next request waiting for seconds.
+    assert after_ttft < max(5 * idle_ttft, idle_ttft + 2.0), figures
+
+
+def _settle(url: str) -> None:
+    """The counter is updated once the cancelled generation has drained (just after)."""
+    time.sleep(0.3)
+
+
+def _abort_together(url: str, size: int) -> list[StreamResult]:
+    results: list[StreamResult] = []
+    lock = threading.Lock()
+    barrier = threading.Barrier(size)
+
+    def one() -> None:
+        with httpx.Client(base_url=url, timeout=120) as client:
+            barrier.wait(30)
+            result = stream_sse(client, "POST", CHAT, chat_body(400), stop_after_content=True)
+        with lock:
+            results.append(result)
+
+    threads = [threading.Thread(target=one, daemon=True) for _ in range(size)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    return results
+
+
+def _ttft(url: str, runs: int = 5) -> float:
+    """Median time to the first text of a short streaming chat, one request at a time."""
+    times = []
+    with httpx.Client(base_url=url, timeout=120) as client:
+        for _ in range(runs):
+            result = stream_sse(client, "POST", CHAT, chat_body(4, temperature=0))
+            assert result.done and result.first_event_s is not None, result.summary()
+            times.append(result.first_event_s)
+    return statistics.median(times)
+
+
+def test_overload_exactly_k_get_429_with_retry_after_promptly(
+    start_backend: Callable[..., BackendProcess],
+) -> None:
+    places, queue, extra = 2, 2, env_int("CHATBOT_OVERLOAD_EXTRA", 3)
+    backend = start_backend(
+        CHATBOT_MAX_CONCURRENT_REQUESTS=str(places),
+        CHATBOT_MAX_QUEUED_REQUESTS=str(queue),
+        CHATBOT_MAX_TOKENS_CAP="64",
+    )
+    total = places + queue + extra
+    results: list[StreamResult] = []
+    lock = threading.Lock()
+    barrier = threading.Barrier(total)
+
+    def one(index: int) -> None:
+        with httpx.Client(base_url=backend.url, timeout=120) as client:
+            client.get("/healthz")  # connect first, so the requests really arrive together
+            barrier.wait(30)
+            result = stream_sse(client, "POST", CHAT, chat_body(48, PROMPTS[index % 5]))
+        with lock:
+            results.append(result)
+
+    threads = [threading.Thread(target=one, args=(i,), daemon=True) for i in range(total)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(180)
+    refused = [r for r in results if r.status == 429]
+    served = [r for r in results if r.status == 200]
+    figures = {
+        "max_concurrent": places,
+        "max_queued": queue,
+        "simultaneous": total,
+        "refused_429": len(refused),
+        "served_200": len(served),
+        "slowest_429_s": round(max((r.elapsed_s for r in refused), default=0.0), 3),
+        "retry_after": sorted({r.headers.get("retry-after", "") for r in refused}),
+        "slowest_served_s": round(max((r.elapsed_s for r in served), default=0.0), 3),
+    }
+    record("overload", figures)
+    assert len(refused) == extra, figures
+    assert len(served) == places + queue, figures
+    for response in refused:
+        assert int(response.headers["retry-after"]) >= 1
+        assert '"rate_limit_error"' in (response.error or "")
+        assert response.elapsed_s < 2.0, figures  # refused at once, not after queueing
+    assert all(r.done and r.finish_reason() == "length" for r in served)
+    assert metric(backend.url, 'chatbot_requests_rejected_total{reason="overloaded"}') == extra
