@@ -79,8 +79,9 @@ class TransformersEngine:
                 started = time.perf_counter()
                 self._loaded = self._load()
                 self.load_seconds = time.perf_counter() - started
-                logger.info("loaded %s on %s in %.1fs", self.model_id, self._device,
-                            self.load_seconds)
+                logger.info(
+                    "loaded %s on %s in %.1fs", self.model_id, self._device, self.load_seconds
+                )
 
     def start(self, messages: Sequence[Message], params: GenerationParams) -> Generation:
         state = self._state()
@@ -128,7 +129,7 @@ class TransformersEngine:
         )
         from transformers.utils import logging as hf_logging
 
-        hf_logging.disable_progress_bar()
+        hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
 
         if self._settings.threads:
             torch.set_num_threads(self._settings.threads)
@@ -139,7 +140,9 @@ class TransformersEngine:
             model_class = (
                 AutoModelForSeq2SeqLM if config.is_encoder_decoder else AutoModelForCausalLM
             )
-            model = model_class.from_pretrained(location, dtype=_dtype_for(self._device), **kwargs)
+            model: Any = model_class.from_pretrained(
+                location, dtype=_dtype_for(self._device), **kwargs
+            )
         except (OSError, ValueError) as exc:
             raise ConfigurationError(
                 f"CHATBOT_MODEL: cannot load {self._settings.model!r}: {exc}"
@@ -163,8 +166,10 @@ class TransformersEngine:
             new_session = self._session_factory(CausalSession, model)
         scheduler: SequentialScheduler | BatchingScheduler
         name = f"engine-{self.model_id}"
-        if self._settings.batching and self._settings.max_batch_size > 1 and not (
-            config.is_encoder_decoder
+        if (
+            self._settings.batching
+            and self._settings.max_batch_size > 1
+            and not (config.is_encoder_decoder)
         ):
             scheduler = BatchingScheduler(model, self._device, self._settings.max_batch_size, name)
         else:  # the seed's one-request-at-a-time design (and every seq2seq model)
@@ -181,9 +186,7 @@ class TransformersEngine:
             return str(folder), {}, None
         return self._source.location, {"gguf_file": self._source.gguf_file}, folder
 
-    def _session_factory(
-        self, kind: type[CausalSession] | type[Seq2SeqSession], model: Any
-    ) -> Any:
+    def _session_factory(self, kind: type[CausalSession] | type[Seq2SeqSession], model: Any) -> Any:
         device = self._device
 
         def new_session(input_ids: list[int]) -> DecodingSession:
