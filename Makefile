@@ -9,7 +9,7 @@ TEST_STAMP := $(VENV)/.installed-test
 LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
 PYTEST_ARGS ?=
 
-.PHONY: install install-test run services serve test test-fast lint typecheck system-deps bench clean
+.PHONY: install install-test run services serve test test-fast soak lint typecheck system-deps bench clean
 
 install: $(STAMP)
 
@@ -67,6 +67,12 @@ test: install-test system-deps lint typecheck
 # The fast tier: no real server processes, no browser, no PostgreSQL.
 test-fast: install-test
 	$(BIN)/python -m pytest -m "not slow and not browser and not postgres and not reliability" $(PYTEST_ARGS)
+
+# The long reliability runs: 32 clients for 10 minutes, more fuzz cases, a bigger storm.
+soak: install-test system-deps
+	CHATBOT_SOAK_SECONDS=600 CHATBOT_SOAK_CLIENTS=32 CHATBOT_FUZZ_CASES=5000 \
+	CHATBOT_STORM_CLIENTS=300 $(BIN)/python -m pytest -m reliability --timeout=1800 \
+	tests/reliability $(PYTEST_ARGS)
 
 bench: install-test
 	$(BIN)/chatbot bench --help

@@ -70,10 +70,12 @@ class EngineCall:
         self._finished = False
 
     # -- before the response ---------------------------------------------------------------
-    def admit(self) -> None:
+    async def admit(self) -> None:
         """Take a place or a queue slot (429 at once when full); start at once if placed.
 
-        Starting here means prompt errors (context overflow) are still a plain 4xx.
+        Starting here means prompt errors (context overflow) are still a plain 4xx. The start
+        runs in a worker thread: it tokenizes the prompt, and for the openai engine it waits
+        for the upstream's answer, neither of which may hold up the event loop.
         """
         engine = self.runtime.engine
         if engine is None or not self.runtime.ready.is_set():
@@ -85,7 +87,7 @@ class EngineCall:
             raise
         if self.ticket.granted:
             try:
-                self._start()
+                await asyncio.to_thread(self._start)
             except BaseException:
                 self.close()
                 raise
@@ -96,8 +98,11 @@ class EngineCall:
 
     def _start(self) -> None:
         assert self.runtime.engine is not None
-        self.generation = self.runtime.engine.start(self.messages, self.params)
+        generation = self.runtime.engine.start(self.messages, self.params)
         self.started_at = time.monotonic()
+        self.generation = generation
+        if self._closed:  # the request went away while the start ran in its thread
+            generation.cancel()
 
     # -- reading ---------------------------------------------------------------------------
     async def items(self) -> AsyncIterator[Item]:
@@ -107,7 +112,7 @@ class EngineCall:
         if not self.started:
             async for ping in self._wait_for_place():
                 yield ping
-            self._start()
+            await asyncio.to_thread(self._start)
         assert self.generation is not None
         deadline = self.started_at + server.request_timeout_s
         self._stream = self.generation.stream()
@@ -240,7 +245,7 @@ class EngineCall:
 
 async def run_to_end(call: EngineCall, receive: Receive) -> tuple[str, GenerationOutcome] | None:
     """Admit, then collect the whole reply; None when the client left (generation cancelled)."""
-    call.admit()
+    await call.admit()
     reader = asyncio.ensure_future(_collect(call))
     watcher = asyncio.ensure_future(_until_disconnect(receive))
     try:

@@ -175,7 +175,7 @@ async def create_chat_completion(
     created = int(time.time())
     model = model_name(runtime)
     if request.stream:
-        call.admit()  # 429 / 400 / 503 while a plain status is still possible
+        await call.admit()  # 429 / 400 / 503 while a plain status is still possible
         include_usage = bool(request.stream_options and request.stream_options.include_usage)
         body = _stream(call, completion_id, created, model, include_usage)
         return sse.event_stream(body)
