@@ -26,6 +26,7 @@ from transformers import DynamicCache
 
 from chatbot.domain import FinishReason
 from chatbot.engine.sequence import SequenceState
+from chatbot.engine.threads import start_model_thread
 
 logger = logging.getLogger(__name__)
 
@@ -143,8 +144,7 @@ class BatchingScheduler:
         self._wakeup = threading.Condition()
         self._closed = False
         self._batch = _Batch(model, device)
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self._thread.start()
+        self._thread = start_model_thread(self._run, name)
 
     def submit(self, sequence: SequenceState) -> None:
         with self._wakeup:

@@ -28,6 +28,7 @@ from chatbot.engine.base import Generation
 from chatbot.engine.context import fit_to_context
 from chatbot.engine.model_source import resolve
 from chatbot.engine.sequence import SequenceState
+from chatbot.engine.threads import start_model_thread
 from chatbot.errors import ConfigurationError
 
 logger = logging.getLogger(__name__)
@@ -121,8 +122,7 @@ class _LlamaScheduler:
         self._wakeup = threading.Condition()
         self._closed = False
         self._batch = llama_cpp.llama_batch_init(max(PREFILL_CHUNK, slots), 0, 1)
-        self._thread = threading.Thread(target=self._run, name="engine-llamacpp", daemon=True)
-        self._thread.start()
+        self._thread = start_model_thread(self._run, "engine-llamacpp")
 
     def submit(self, sequence: SequenceState) -> None:
         with self._wakeup:
