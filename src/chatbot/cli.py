@@ -111,8 +111,14 @@ def _chat(args: argparse.Namespace) -> int:
         from chatbot.engine import create_engine
 
         engine = create_engine(settings_from(args, EngineSettings))
-        engine.load()
-        replies = EngineReplies(engine)
+        try:
+            engine.load()
+            return run_terminal_chat(EngineReplies(engine), params)
+        finally:
+            # Join the model thread before the interpreter tears down torch: exiting with it
+            # alive aborted the process now and then ("terminate called without an active
+            # exception", exit 134).
+            engine.close()
     return run_terminal_chat(replies, params)
 
 

@@ -30,12 +30,13 @@ from chatbot.errors import (
     ChatbotError,
     ConflictError,
     InvalidRequestError,
+    MethodNotAllowedError,
     NotFoundError,
     OverloadedError,
     PayloadTooLargeError,
+    RequestTimeoutError,
     UnavailableError,
     UpstreamError,
-    UpstreamTimeoutError,
 )
 
 logger = logging.getLogger(__name__)
@@ -54,7 +55,8 @@ STATUS_ERRORS: Mapping[int, type[ChatbotError]] = {
     500: UpstreamError,  # the backend failed; the UI says "something went wrong"
     502: UpstreamError,
     503: UnavailableError,
-    504: UpstreamTimeoutError,
+    405: MethodNotAllowedError,
+    504: RequestTimeoutError,
 }
 
 

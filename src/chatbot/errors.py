@@ -32,6 +32,10 @@ class InvalidRequestError(ChatbotError):
     error_type = "invalid_request_error"
 
 
+class MethodNotAllowedError(InvalidRequestError):
+    status_code = 405
+
+
 class ContextOverflowError(InvalidRequestError):
     """A message cannot fit into the model's context window even alone."""
 
@@ -88,8 +92,16 @@ class UpstreamError(ChatbotError):
     error_type = "upstream_error"
 
 
-class UpstreamTimeoutError(UpstreamError):
+class RequestTimeoutError(ChatbotError):
+    """The request ran longer than it may (504); the upstream's own timeout is a subclass."""
+
     status_code = 504
+    error_type = "timeout_error"
+
+
+class UpstreamTimeoutError(RequestTimeoutError, UpstreamError):
+    status_code = 504
+    error_type = "upstream_error"
 
 
 class BackendUnreachableError(UnavailableError):

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from chatbot import errors
+from chatbot.api import errors as api_errors  # noqa: F401  (its error classes join the walk)
 from chatbot.client import STATUS_ERRORS, HttpChatService, error_from_response
 
 
@@ -57,7 +58,7 @@ def test_every_status_the_api_sends_has_an_explicit_mapping(
         (500, errors.UpstreamError),
         (502, errors.UpstreamError),
         (503, errors.UnavailableError),
-        (504, errors.UpstreamTimeoutError),
+        (504, errors.RequestTimeoutError),
         (418, errors.InvalidRequestError),
         (599, errors.UpstreamError),
     ],

@@ -16,20 +16,15 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from chatbot.errors import ChatbotError, InvalidRequestError, NotFoundError, OverloadedError
+from chatbot.errors import (
+    ChatbotError,
+    InvalidRequestError,
+    MethodNotAllowedError,
+    NotFoundError,
+    OverloadedError,
+)
 
 logger = logging.getLogger(__name__)
-
-
-class RequestTimeoutError(ChatbotError):
-    """The request generated for longer than ``request_timeout_s``."""
-
-    status_code = 504
-    error_type = "timeout_error"
-
-
-class MethodNotAllowedError(InvalidRequestError):
-    status_code = 405
 
 
 class HTTPStatusError(ChatbotError):

@@ -18,11 +18,10 @@ from dataclasses import dataclass
 from starlette.types import Receive
 
 from chatbot.admission import Ticket
-from chatbot.api.errors import RequestTimeoutError
 from chatbot.api.state import Runtime
 from chatbot.domain import GenerationParams, Message
 from chatbot.engine import Generation, GenerationOutcome
-from chatbot.errors import UnavailableError
+from chatbot.errors import RequestTimeoutError, UnavailableError
 
 logger = logging.getLogger(__name__)
 

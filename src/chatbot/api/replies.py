@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from chatbot.api import sse
-from chatbot.api.errors import RequestTimeoutError, body_of
+from chatbot.api.errors import body_of
 from chatbot.api.state import Runtime
 from chatbot.domain import ReplyEvent, ReplyEventType
 from chatbot.errors import (
@@ -22,6 +22,7 @@ from chatbot.errors import (
     GenerationError,
     InvalidRequestError,
     OverloadedError,
+    RequestTimeoutError,
     UnavailableError,
     UpstreamError,
 )
