@@ -71,7 +71,12 @@ def test_monolith_ui_shows_hostile_text_inert_and_survives_kill_9(
     context = chromium.new_context(viewport={"width": 1280, "height": 860})
     try:
         page = context.new_page()
-        page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+
+        def on_dialog(dialog: Any) -> None:  # alert() from injected script would land here
+            dialogs.append(dialog.message)
+            dialog.dismiss()
+
+        page.on("dialog", on_dialog)
         page.goto(f"{ui.url}/?c={short.id}")
         page.get_by_text("DROP TABLE messages").first.wait_for(timeout=TIMEOUT_MS)  # the title
         _send(page, hostile_message)
