@@ -12,6 +12,7 @@ pytest_plugins = [
     "tests.fixtures.engines",
     "tests.fixtures.databases",
     "tests.fixtures.servers",
+    "tests.fixtures.browser",
 ]
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"

@@ -108,7 +108,10 @@ def test_sigterm_drains_then_exits_zero(start_backend: Callable[..., BackendProc
     started = threading.Event()
 
     def read_stream() -> None:
-        body = {"messages": HI, "max_tokens": 4000, "stream": True, "temperature": 1.0}
+        # Greedy counting runs for hundreds of tokens, far past the 1 s grace, so the stream
+        # must end with the drain's error event (a reply that ended by itself proves nothing).
+        count = [{"role": "user", "content": "Count from 1 to 300, one number per line."}]
+        body = {"messages": count, "max_tokens": 4000, "stream": True, "temperature": 0}
         with httpx.stream("POST", url, json=body, timeout=60) as response:
             for line in response.iter_lines():
                 if line.startswith("data: "):

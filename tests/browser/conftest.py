@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -107,16 +106,3 @@ def start_ui() -> Iterator[Callable[..., UIProcess]]:
     yield start
     for ui in started:
         ui.close()
-
-
-@pytest.fixture(scope="session")
-def browser() -> Iterator[object]:
-    chromium = Path(shutil.which("chromium") or CHROMIUM)
-    if not chromium.exists():
-        pytest.fail("Chromium not found: `make system-deps` installs Debian's chromium")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()

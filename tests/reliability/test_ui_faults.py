@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +15,7 @@ import pytest
 
 from chatbot.domain import GenerationParams, MessageStatus, Role
 from chatbot.store import ConversationStore
-from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, UIProcess
+from tests.browser.conftest import UIProcess
 from tests.reliability.support import record
 from tests.reliability.test_security import HOSTILE
 
@@ -28,19 +26,6 @@ STATS = re.compile(r"\d+ tokens · [\d.]+ tokens/s")
 COUNT = "Count from 1 to 300, one number per line."
 
 
-@pytest.fixture(scope="module")
-def chromium() -> Iterator[Any]:
-    path = Path(shutil.which("chromium") or CHROMIUM)
-    if not path.exists():
-        pytest.fail("Chromium not found: `make system-deps` installs Debian's chromium")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(path), args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
-
 def _send(page: Any, text: str) -> None:
     box = page.get_by_test_id("stChatInputTextArea")
     box.wait_for(timeout=TIMEOUT_MS)
@@ -49,7 +34,7 @@ def _send(page: Any, text: str) -> None:
 
 
 def test_monolith_ui_shows_hostile_text_inert_and_survives_kill_9(
-    chromium: Any, tmp_path: Path
+    browser: Any, tmp_path: Path
 ) -> None:
     url = f"sqlite:///{tmp_path / 'chatbot.sqlite3'}"
     hostile_title = f"{HOSTILE[0]} {HOSTILE[2]}"
@@ -68,7 +53,7 @@ def test_monolith_ui_shows_hostile_text_inert_and_survives_kill_9(
 
     ui = UIProcess(env={"CHATBOT_DATA_DIR": str(tmp_path), "CHATBOT_MAX_TOKENS_CAP": "400"})
     dialogs: list[str] = []
-    context = chromium.new_context(viewport={"width": 1280, "height": 860})
+    context = browser.new_context(viewport={"width": 1280, "height": 860})
     try:
         page = context.new_page()
 
