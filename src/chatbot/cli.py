@@ -96,30 +96,28 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 def _chat(args: argparse.Namespace) -> int:
     from chatbot.domain import GenerationParams
-    from chatbot.terminal import BackendReplies, EngineReplies, ReplySource, run_terminal_chat
+    from chatbot.terminal import BackendReplies, EngineReplies, run_terminal_chat
 
     ui = settings_from(args, UISettings)
     try:
         params = GenerationParams(max_new_tokens=args.max_tokens)
     except ValueError as exc:
         raise ConfigurationError(f"--max-tokens: {exc}") from None
-    replies: ReplySource
     if ui.backend_url:
         key = ui.backend_api_key or settings_from(args, ServerSettings).api_key
-        replies = BackendReplies(ui.backend_url, key.get_secret_value() if key else None)
-    else:
-        from chatbot.engine import create_engine
+        backend = BackendReplies(ui.backend_url, key.get_secret_value() if key else None)
+        return run_terminal_chat(backend, params)
+    from chatbot.engine import create_engine
 
-        engine = create_engine(settings_from(args, EngineSettings))
-        try:
-            engine.load()
-            return run_terminal_chat(EngineReplies(engine), params)
-        finally:
-            # Join the model thread before the interpreter tears down torch: exiting with it
-            # alive aborted the process now and then ("terminate called without an active
-            # exception", exit 134).
-            engine.close()
-    return run_terminal_chat(replies, params)
+    engine = create_engine(settings_from(args, EngineSettings))
+    try:
+        engine.load()
+        return run_terminal_chat(EngineReplies(engine), params)
+    finally:
+        # Join the model thread before the interpreter tears down torch: exiting with it
+        # alive aborted the process now and then ("terminate called without an active
+        # exception", exit 134).
+        engine.close()
 
 
 def _configure_logging(level: str) -> None:
