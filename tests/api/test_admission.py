@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from chatbot.admission import AdmissionControl
+from chatbot.service.admission import AdmissionControl
 from chatbot.errors import OverloadedError, UnavailableError
 
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
-from chatbot.client import HttpChatService
+from chatbot.service.http import HttpChatService
 from chatbot.domain import GenerationParams, MessageStatus
 from tests.browser.conftest import UIProcess
 

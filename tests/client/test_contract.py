@@ -13,7 +13,7 @@ from collections.abc import Iterable
 
 import pytest
 
-from chatbot.contract import ChatServiceProtocol
+from chatbot.service.protocol import ChatServiceProtocol
 from chatbot.domain import (
     ExportFormat,
     GenerationParams,

@@ -11,7 +11,7 @@ import pytest
 
 from chatbot import errors
 from chatbot.api import errors as api_errors  # noqa: F401  (its error classes join the walk)
-from chatbot.client import STATUS_ERRORS, HttpChatService, error_from_response
+from chatbot.service.http import STATUS_ERRORS, HttpChatService, error_from_response
 
 
 def _all_error_classes() -> list[type[errors.ChatbotError]]:

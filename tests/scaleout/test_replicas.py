@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from chatbot.client import HttpChatService
+from chatbot.service.http import HttpChatService
 from chatbot.domain import GenerationParams, MessageStatus, ReplyEvent, ReplyEventType
 from chatbot.errors import ConflictError
 from tests.engine.fault_upstream import free_port

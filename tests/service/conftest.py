@@ -8,7 +8,7 @@ import pytest
 
 from chatbot.config import LimitSettings
 from chatbot.engine.transformers_engine import TransformersEngine
-from chatbot.service import ChatService
+from chatbot.service.local import ChatService
 from chatbot.store import ConversationStore
 
 

@@ -11,7 +11,7 @@ import time
 
 from chatbot.config import EngineSettings, LimitSettings, StoreSettings
 from chatbot.domain import GenerationParams
-from chatbot.service import ChatService
+from chatbot.service.local import ChatService
 
 PROMPT = "Count from 1 to 300, one number per line."
 

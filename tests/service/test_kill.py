@@ -15,7 +15,7 @@ import pytest
 from chatbot.config import LimitSettings
 from chatbot.domain import GenerationParams, MessageStatus, ReplyEventType, Role
 from chatbot.engine.transformers_engine import TransformersEngine
-from chatbot.service import ChatService
+from chatbot.service.local import ChatService
 from chatbot.store import ConversationStore
 from tests.service.kill_worker import PROMPT
 

@@ -8,9 +8,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from chatbot.admission import AdmissionControl
+from chatbot.service.admission import AdmissionControl
 from chatbot.config import LimitSettings
-from chatbot.contract import ChatServiceProtocol
+from chatbot.service.protocol import ChatServiceProtocol
 from chatbot.domain import (
     ExportFormat,
     FinishReason,
@@ -22,7 +22,7 @@ from chatbot.domain import (
 )
 from chatbot.engine.transformers_engine import TransformersEngine
 from chatbot.errors import ConflictError, InvalidRequestError, NotFoundError, OverloadedError
-from chatbot.service import ChatService
+from chatbot.service.local import ChatService
 from chatbot.store import ConversationStore
 
 SHORT = GenerationParams(max_new_tokens=6)

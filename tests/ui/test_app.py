@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
-from chatbot.client import HttpChatService
-from chatbot.contract import ChatServiceProtocol
+from chatbot.service.http import HttpChatService
+from chatbot.service.protocol import ChatServiceProtocol
 from chatbot.domain import MessageStatus, Role
 from chatbot.ui.composer import RETRY_KEY
-from chatbot.ui.replies import stop_reply
+from chatbot.ui.reply_view import stop_reply
 from chatbot.ui.sidebar import CLEAR_KEY, DELETE_KEY, NEW_KEY
 from chatbot.ui.transcript import REGENERATE_KEY
 from tests.ui.conftest import SHORT, new_app

@@ -12,9 +12,9 @@ from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 import chatbot
-from chatbot.admission import AdmissionControl
-from chatbot.api.errors import install_handlers
-from chatbot.api.metrics import Metrics
+from chatbot.service.admission import AdmissionControl
+from chatbot.api.error_handlers import install_handlers
+from chatbot.service.metrics import Metrics
 from chatbot.api.middleware import (
     AuthMiddleware,
     BodyLimitMiddleware,
@@ -22,10 +22,10 @@ from chatbot.api.middleware import (
     MetricsMiddleware,
 )
 from chatbot.api.openai.router import router as openai_router
-from chatbot.api.routes import conversations, health, metrics, seed
+from chatbot.api.routes import conversations, health, prometheus, seed
 from chatbot.api.state import Runtime
 from chatbot.config import EngineSettings, LimitSettings, ServerSettings, StoreSettings
-from chatbot.contract import ChatServiceProtocol
+from chatbot.service.protocol import ChatServiceProtocol
 from chatbot.engine import Engine, create_engine, warm_up
 from chatbot.errors import ChatbotError, ConfigurationError
 
@@ -74,7 +74,7 @@ def create_app(
         seed.router,
         health.router,
         health.info_router,
-        metrics.router,
+        prometheus.router,
         openai_router,
         conversations.router,
     ):
@@ -157,7 +157,7 @@ async def _start_in_background(runtime: Runtime) -> None:
 
 
 def _open_service(runtime: Runtime, engine: Engine) -> ChatServiceProtocol:
-    from chatbot.service import ChatService
+    from chatbot.service.local import ChatService
 
     service: Any = ChatService.open(
         runtime.engine_settings,

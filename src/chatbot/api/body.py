@@ -13,7 +13,7 @@ from typing import Any
 from fastapi import Request, Response
 from fastapi.routing import APIRoute
 
-from chatbot.api.errors import param_of
+from chatbot.api.error_handlers import param_of
 from chatbot.errors import InvalidRequestError
 
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})

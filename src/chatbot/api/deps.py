@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from chatbot.api.state import Runtime
-from chatbot.contract import ChatServiceProtocol
+from chatbot.service.protocol import ChatServiceProtocol
 from chatbot.errors import UnavailableError
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from starlette.types import Receive
 
-from chatbot.admission import Ticket
+from chatbot.service.admission import Ticket
 from chatbot.api.state import Runtime
 from chatbot.domain import GenerationParams, Message
 from chatbot.engine import Generation, GenerationOutcome

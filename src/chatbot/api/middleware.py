@@ -13,7 +13,7 @@ from collections.abc import Callable
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from chatbot.api.errors import error_body
+from chatbot.api.error_handlers import error_body
 from chatbot.api.state import Runtime
 
 logger = logging.getLogger(__name__)

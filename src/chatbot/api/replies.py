@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from chatbot.api import sse
-from chatbot.api.errors import body_of
+from chatbot.api.error_handlers import body_of
 from chatbot.api.state import Runtime
 from chatbot.domain import ReplyEvent, ReplyEventType
 from chatbot.errors import (

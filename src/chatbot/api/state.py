@@ -7,10 +7,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from chatbot.admission import AdmissionControl
-from chatbot.api.metrics import Metrics
+from chatbot.service.admission import AdmissionControl
+from chatbot.service.metrics import Metrics
 from chatbot.config import EngineSettings, LimitSettings, ServerSettings, StoreSettings
-from chatbot.contract import ChatServiceProtocol
+from chatbot.service.protocol import ChatServiceProtocol
 from chatbot.engine import Engine
 
 

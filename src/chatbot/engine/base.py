@@ -1,111 +1,69 @@
-"""The engine protocol: messages plus parameters in, a cancellable stream of text chunks out."""
+"""The engine protocol: messages plus parameters in, an async stream of :class:`Chunk` out.
+
+Every engine implements one method that matters, :meth:`Engine.generate`, an async generator:
+
+- the first chunk comes once the prompt is accepted (it fits the context window and is
+  queued in the engine); it may carry no text. Errors about the prompt (context overflow)
+  raise before it, so a caller can still answer them with a plain 4xx;
+- then a chunk per piece of new text, with the running usage;
+- the last chunk has ``finish_reason`` set;
+- closing the iterator (``aclose()``, leaving an ``async for``, cancelling the task that
+  reads it) cancels the request inside the engine within one decoding step.
+
+Engines that run a model in a thread of their own hand chunks to the event loop through a
+:class:`ChunkChannel`: one ``loop.call_soon_threadsafe`` per chunk, no thread per request,
+no polling.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import queue
 import threading
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Protocol, TypeVar, runtime_checkable
 
 from chatbot.domain import FinishReason, GenerationParams, Message, Usage
 from chatbot.errors import ChatbotError, GenerationError
 
+T = TypeVar("T")
 
-@dataclass(frozen=True)
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """One step of a reply: new text and the usage so far; the last names why it ended.
+
+    Until the last chunk, ``usage.completion_tokens`` counts text chunks; the last chunk
+    carries the engine's exact token count.
+    """
+
+    text: str
+    usage: Usage
+    finish_reason: FinishReason | None = None
+    dropped_messages: int = 0
+
+    @property
+    def finished(self) -> bool:
+        return self.finish_reason is not None
+
+
+@dataclass(frozen=True, slots=True)
 class GenerationOutcome:
-    """How a generation ended; available once its stream is exhausted."""
+    """How a generation ended, as the model thread reports it."""
 
     finish_reason: FinishReason
     usage: Usage
     dropped_messages: int = 0
 
 
-class Generation:
-    """A reply in progress, produced by an engine thread and consumed by one reader.
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """The prompt fits and is queued: how many tokens it has and how many messages were cut."""
 
-    Iterate it (in a thread) or ``async for`` over :meth:`stream` (in an event loop) for text
-    chunks; :attr:`outcome` is set when the stream ends. :meth:`cancel` asks the engine to stop
-    before its next token.
-    """
-
-    def __init__(self, *, prompt_tokens: int = 0, dropped_messages: int = 0) -> None:
-        self.prompt_tokens = prompt_tokens
-        self.dropped_messages = dropped_messages
-        self.outcome: GenerationOutcome | None = None
-        self._items: queue.SimpleQueue[str | GenerationOutcome | BaseException] = (
-            queue.SimpleQueue()
-        )
-        self._cancel = threading.Event()
-        self._wakeup: tuple[asyncio.AbstractEventLoop, asyncio.Event] | None = None
-        self._lock = threading.Lock()
-
-    # -- consumer side -------------------------------------------------------------------
-    def cancel(self) -> None:
-        self._cancel.set()
-
-    @property
-    def cancelled(self) -> bool:
-        return self._cancel.is_set()
-
-    def __iter__(self) -> Iterator[str]:
-        while self.outcome is None:
-            item = self._items.get()
-            text = self._accept(item)
-            if text is not None:
-                yield text
-
-    async def stream(self) -> AsyncIterator[str]:
-        """Async view of the same chunks, without a thread per reader."""
-        loop = asyncio.get_running_loop()
-        ready = asyncio.Event()
-        with self._lock:
-            self._wakeup = (loop, ready)
-        try:
-            while self.outcome is None:
-                try:
-                    item = self._items.get_nowait()
-                except queue.Empty:
-                    ready.clear()
-                    if self._items.empty():
-                        await ready.wait()
-                    continue
-                text = self._accept(item)
-                if text is not None:
-                    yield text
-        finally:
-            with self._lock:
-                self._wakeup = None
-
-    def text(self) -> str:
-        """Block until the end and return the whole reply."""
-        return "".join(self)
-
-    def _accept(self, item: str | GenerationOutcome | BaseException) -> str | None:
-        if isinstance(item, GenerationOutcome):
-            self.outcome = item
-            return None
-        if isinstance(item, BaseException):
-            self.outcome = GenerationOutcome(
-                FinishReason.ERROR, Usage(prompt_tokens=self.prompt_tokens)
-            )
-            if isinstance(item, ChatbotError):
-                raise item
-            raise GenerationError("the model failed while generating") from item
-        return item
-
-    # -- producer side (engine thread) ---------------------------------------------------
-    def push(self, item: str | GenerationOutcome | BaseException) -> None:
-        self._items.put(item)
-        with self._lock:
-            wakeup = self._wakeup
-        if wakeup is not None:
-            loop, ready = wakeup
-            # RuntimeError: the reader's loop has closed, so nobody is listening any more.
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(ready.set)
+    prompt_tokens: int
+    dropped_messages: int = 0
 
 
 @runtime_checkable
@@ -121,8 +79,104 @@ class Engine(Protocol):
     def load(self) -> None:
         """Load weights; idempotent. Called at start or on first use, never at import."""
 
-    def start(self, messages: Sequence[Message], params: GenerationParams) -> Generation:
-        """Validate and fit the prompt (raising before any text), then begin generating."""
+    def generate(self, messages: Sequence[Message], params: GenerationParams) -> AsyncIterator[Chunk]:
+        """Stream the reply; see the module docstring for the chunk contract."""
 
     def close(self) -> None:
         """Stop background work and free the model."""
+
+
+class ChunkChannel:
+    """Text from a model thread to one reader in an event loop, in one hop per chunk.
+
+    The model thread calls :meth:`push` (text, then a :class:`GenerationOutcome`, or an
+    exception); the reader's loop gets each item through ``call_soon_threadsafe``. The model
+    thread reads :attr:`cancelled` before every step.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._items: asyncio.Queue[str | GenerationOutcome | BaseException] = asyncio.Queue()
+        self._cancel = threading.Event()
+
+    # -- model thread ----------------------------------------------------------------------
+    @property
+    def cancelled(self) -> bool:
+        return self._cancel.is_set()
+
+    def push(self, item: str | GenerationOutcome | BaseException) -> None:
+        # RuntimeError: the reader's loop has closed, so nobody is listening any more.
+        with contextlib.suppress(RuntimeError):
+            self._loop.call_soon_threadsafe(self._items.put_nowait, item)
+
+    # -- reader ----------------------------------------------------------------------------
+    def cancel(self) -> None:
+        self._cancel.set()
+
+    async def chunks(self, accepted: Accepted) -> AsyncIterator[Chunk]:
+        """The accepted chunk, the text chunks, the final chunk; cancels when left early."""
+        usage = Usage(prompt_tokens=accepted.prompt_tokens)
+        dropped = accepted.dropped_messages
+        try:
+            yield Chunk("", usage, dropped_messages=dropped)
+            completion = 0
+            while True:
+                item = await self._items.get()
+                if isinstance(item, GenerationOutcome):
+                    yield Chunk("", item.usage, item.finish_reason, item.dropped_messages)
+                    return
+                if isinstance(item, ChatbotError):
+                    raise item
+                if isinstance(item, BaseException):
+                    raise GenerationError("the model failed while generating") from item
+                completion += 1
+                yield Chunk(item, Usage(accepted.prompt_tokens, completion), None, dropped)
+        finally:
+            self._cancel.set()
+
+
+class PromptWorker:
+    """One thread per engine that tokenizes and fits prompts.
+
+    Off the event loop (a long prompt takes tens of milliseconds to tokenize) and off the model
+    thread (so a context overflow is answered at once, not after the running reply). One
+    thread whatever the load: the process's thread count does not grow with requests.
+    """
+
+    def __init__(self, name: str) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{name}-prompt")
+
+    async def run(self, work: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, work)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+async def stream_threaded(
+    worker: PromptWorker, submit: Callable[[ChunkChannel], Accepted]
+) -> AsyncIterator[Chunk]:
+    """The :meth:`Engine.generate` of engines with a model thread.
+
+    ``submit`` runs on the prompt worker: it fits and tokenizes the prompt, queues the request
+    on the model thread with the channel, and says what it accepted (or raises).
+    """
+    channel = ChunkChannel(asyncio.get_running_loop())
+    try:
+        accepted = await worker.run(lambda: submit(channel))
+        async for chunk in channel.chunks(accepted):
+            yield chunk
+    finally:
+        channel.cancel()  # also when the reader left while the prompt was being prepared
+
+
+async def collect(stream: AsyncIterator[Chunk]) -> tuple[str, Chunk]:
+    """The whole text and the final chunk of a stream (tests, warm-up, benchmarks)."""
+    parts: list[str] = []
+    last: Chunk | None = None
+    async for chunk in stream:
+        parts.append(chunk.text)
+        last = chunk
+    if last is None or not last.finished:
+        raise GenerationError("the engine ended a reply without a final chunk")
+    return "".join(parts), last

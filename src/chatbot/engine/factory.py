@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from chatbot.config import EngineKind, EngineSettings
 from chatbot.domain import GenerationParams, Message
-from chatbot.engine.base import Engine
+from chatbot.engine.base import Engine, collect
 from chatbot.errors import ConfigurationError
 
 
@@ -30,7 +32,7 @@ def create_engine(settings: EngineSettings) -> Engine:
             return OpenAIEngine(settings)
 
 
-def warm_up(engine: Engine) -> None:
+async def warm_up(engine: Engine) -> None:
     """Load the model and run one tiny generation, so the first user does not pay for it."""
-    engine.load()
-    engine.start([Message.user("Hi")], GenerationParams(max_new_tokens=2)).text()
+    await asyncio.to_thread(engine.load)
+    await collect(engine.generate([Message.user("Hi")], GenerationParams(max_new_tokens=2)))

@@ -16,7 +16,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -24,7 +24,7 @@ import torch
 
 from chatbot.config import EngineSettings
 from chatbot.domain import FinishReason, GenerationParams, Message
-from chatbot.engine.base import Generation
+from chatbot.engine.base import Accepted, Chunk, ChunkChannel, PromptWorker, stream_threaded
 from chatbot.engine.context import fit_to_context
 from chatbot.engine.model_source import resolve
 from chatbot.engine.sequence import SequenceState
@@ -278,6 +278,7 @@ class _Loaded:
         self.scheduler = scheduler
         self.window = window
         self.detokenizer = _Detokenizer(model)
+        self.prompts = PromptWorker("llamacpp")
 
     def prompt_tokens_of(self, messages: Sequence[Message]) -> int:
         return len(self.prompt.encode(messages))
@@ -321,29 +322,41 @@ class LlamaCppEngine:
                     self.load_seconds,
                 )
 
-    def start(self, messages: Sequence[Message], params: GenerationParams) -> Generation:
+    def generate(
+        self, messages: Sequence[Message], params: GenerationParams
+    ) -> AsyncIterator[Chunk]:
         state = self._state()
+        return stream_threaded(
+            state.prompts, lambda channel: self._submit(state, messages, params, channel)
+        )
+
+    def _submit(
+        self,
+        state: _Loaded,
+        messages: Sequence[Message],
+        params: GenerationParams,
+        channel: ChunkChannel,
+    ) -> Accepted:
         fitted = fit_to_context(
             messages, state.prompt_tokens_of, state.window, params.max_new_tokens
         )
         input_ids = state.prompt.encode(fitted.messages)
-        generation = Generation(
-            prompt_tokens=len(input_ids), dropped_messages=fitted.dropped_messages
-        )
         sequence = SequenceState(
-            generation,
+            channel,
             params.model_copy(update={"max_new_tokens": fitted.max_new_tokens}),
             state.detokenizer,
             state.eos_ids,
             input_ids,
             CPU,
+            fitted.dropped_messages,
         )
         state.scheduler.submit(sequence)
-        return generation
+        return Accepted(len(input_ids), fitted.dropped_messages)
 
     def close(self) -> None:
         with self._load_lock:
             if self._loaded is not None:
+                self._loaded.prompts.close()
                 self._loaded.scheduler.close()
                 self._loaded.context.close()
                 self._loaded.model.close()

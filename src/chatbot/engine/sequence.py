@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from chatbot.domain import FinishReason, GenerationParams, Usage
-from chatbot.engine.base import Generation, GenerationOutcome
+from chatbot.engine.base import ChunkChannel, GenerationOutcome
 from chatbot.engine.sampling import TokenSampler
 from chatbot.engine.text_stream import IncrementalDetokenizer, StopSequenceFilter
 
@@ -18,14 +18,16 @@ class SequenceState:
 
     def __init__(
         self,
-        generation: Generation,
+        channel: ChunkChannel,
         params: GenerationParams,
         tokenizer: Any,
         eos_token_ids: Collection[int],
         input_ids: list[int],
         device: torch.device,
+        dropped_messages: int = 0,
     ) -> None:
-        self.generation = generation
+        self.channel = channel
+        self.dropped_messages = dropped_messages
         self.params = params
         self.input_ids = input_ids
         self._sampler = TokenSampler(params, device)
@@ -38,7 +40,7 @@ class SequenceState:
 
     @property
     def cancelled(self) -> bool:
-        return self.generation.cancelled
+        return self.channel.cancelled
 
     def choose(self, logits: torch.Tensor) -> int:
         return self._sampler(logits)
@@ -52,7 +54,7 @@ class SequenceState:
         self.completion_tokens += 1
         shown = self._stops.feed(self._detokenizer.add(token))
         if shown:
-            self.generation.push(shown)
+            self.channel.push(shown)
         if self._stops.stopped:
             self.finish(FinishReason.STOP)
         elif self.completion_tokens >= self.params.max_new_tokens:
@@ -66,11 +68,11 @@ class SequenceState:
         if reason is not FinishReason.CANCELLED:
             tail = self._stops.feed(self._detokenizer.flush()) + self._stops.flush()
             if tail:
-                self.generation.push(tail)
+                self.channel.push(tail)
         usage = Usage(prompt_tokens=len(self.input_ids), completion_tokens=self.completion_tokens)
-        self.generation.push(GenerationOutcome(reason, usage, self.generation.dropped_messages))
+        self.channel.push(GenerationOutcome(reason, usage, self.dropped_messages))
 
     def fail(self, error: BaseException) -> None:
         if not self.finished:
             self.finished = True
-            self.generation.push(error)
+            self.channel.push(error)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,7 @@ import torch
 from chatbot.config import Device, EngineSettings
 from chatbot.domain import GenerationParams, Message
 from chatbot.engine import gguf_cache
-from chatbot.engine.base import Generation
+from chatbot.engine.base import Accepted, Chunk, ChunkChannel, PromptWorker, stream_threaded
 from chatbot.engine.batching import BatchingScheduler
 from chatbot.engine.context import fit_to_context
 from chatbot.engine.decoding import CausalSession, DecodingSession, Seq2SeqSession
@@ -45,6 +45,7 @@ class _Loaded:
         self.eos_ids = eos_ids
         self.scheduler = scheduler
         self.reply_limit = reply_limit
+        self.prompts = PromptWorker("engine")
 
     def prompt_tokens_of(self, messages: Sequence[Message]) -> int:
         return len(self.prompt.encode(messages))
@@ -83,8 +84,21 @@ class TransformersEngine:
                     "loaded %s on %s in %.1fs", self.model_id, self._device, self.load_seconds
                 )
 
-    def start(self, messages: Sequence[Message], params: GenerationParams) -> Generation:
+    def generate(
+        self, messages: Sequence[Message], params: GenerationParams
+    ) -> AsyncIterator[Chunk]:
         state = self._state()
+        return stream_threaded(
+            state.prompts, lambda channel: self._submit(state, messages, params, channel)
+        )
+
+    def _submit(
+        self,
+        state: _Loaded,
+        messages: Sequence[Message],
+        params: GenerationParams,
+        channel: ChunkChannel,
+    ) -> Accepted:
         if state.reply_limit is None:
             fitted = fit_to_context(
                 messages, state.prompt_tokens_of, state.prompt.input_window, params.max_new_tokens
@@ -94,23 +108,22 @@ class TransformersEngine:
             fitted = fit_to_context(messages, state.prompt_tokens_of, state.prompt.input_window, 0)
             max_new = min(params.max_new_tokens, state.reply_limit)
         input_ids = state.prompt.encode(fitted.messages)
-        generation = Generation(
-            prompt_tokens=len(input_ids), dropped_messages=fitted.dropped_messages
-        )
         sequence = SequenceState(
-            generation,
+            channel,
             params.model_copy(update={"max_new_tokens": max_new}),
             state.tokenizer,
             state.eos_ids,
             input_ids,
             self._device,
+            fitted.dropped_messages,
         )
         state.scheduler.submit(sequence)
-        return generation
+        return Accepted(len(input_ids), fitted.dropped_messages)
 
     def close(self) -> None:
         with self._load_lock:
             if self._loaded is not None:
+                self._loaded.prompts.close()
                 self._loaded.scheduler.close()
                 self._loaded = None
 

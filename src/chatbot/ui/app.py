@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import streamlit as st
 
-from chatbot.contract import ChatServiceProtocol
+from chatbot.service.protocol import ChatServiceProtocol
 from chatbot.domain import Conversation, MessageStatus, Role
 from chatbot.errors import ChatbotError, NotFoundError
-from chatbot.ui import banners, composer, replies, sidebar, state, transcript
+from chatbot.ui import banners, composer, reply_view, sidebar, state, transcript
 
 TITLES = {"monolith": "Monolithic ChatBot App", "microservices": "Microservices ChatBot App"}
 
@@ -25,12 +25,12 @@ def render_app(service: ChatServiceProtocol) -> None:
         return
     if action is not None:
         transcript.render(transcript.visible_messages(conversation, action), interactive=False)
-        replies.run_action(service, conversation.id, action)  # ends with a rerun
+        reply_view.run_action(service, conversation.id, action)  # ends with a rerun
         return
     running = _maybe_running(conversation)
     transcript.render(transcript.visible_messages(conversation, None), interactive=not running)
     if running:
-        replies.attach(service, conversation.id)
+        reply_view.attach(service, conversation.id)
     composer.render_draft()
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 from pydantic import ValidationError
 
-from chatbot.contract import ChatServiceProtocol
+from chatbot.service.protocol import ChatServiceProtocol
 from chatbot.domain import Conversation, GenerationParams
 from chatbot.errors import ChatbotError
 from chatbot.ui import banners, state

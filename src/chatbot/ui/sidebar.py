@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from chatbot.contract import ChatServiceProtocol
+from chatbot.service.protocol import ChatServiceProtocol
 from chatbot.domain import Conversation, ConversationSummary, ExportFormat
 from chatbot.errors import ChatbotError
 from chatbot.ui import banners, downloads, settings_panel, state

@@ -18,7 +18,7 @@ from chatbot.config import (
     UISettings,
     load,
 )
-from chatbot.contract import ChatServiceProtocol
+from chatbot.service.protocol import ChatServiceProtocol
 
 logger = logging.getLogger(__name__)
 
@@ -33,11 +33,11 @@ def service_from_environment() -> ChatServiceProtocol:
 @st.cache_resource(show_spinner="Loading the model…")
 def _shared_service(backend_url: str | None, api_key: str | None) -> ChatServiceProtocol:
     if backend_url:
-        from chatbot.client import HttpChatService
+        from chatbot.service.http import HttpChatService
 
         logger.info("UI talks to the backend at %s", backend_url)
         return HttpChatService(backend_url, api_key)
-    from chatbot.service import ChatService
+    from chatbot.service.local import ChatService
 
     logger.info("UI runs the model in process")
     return ChatService.open(load(EngineSettings), load(StoreSettings), load(LimitSettings))

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from starlette.types import Receive
 
 from chatbot.api import sse
-from chatbot.api.errors import body_of, error_body
+from chatbot.api.error_handlers import body_of, error_body
 from chatbot.api.generation import EngineCall, Finished, Ping, Text, run_to_end
 from chatbot.api.limits import check_messages, resolve_max_tokens
 from chatbot.api.openai.protocol import (

@@ -14,7 +14,7 @@ from chatbot.api.replies import serve_reply
 from chatbot.config import LimitSettings
 from chatbot.domain import Conversation, ExportFormat, GenerationParams
 from chatbot.errors import InvalidRequestError
-from chatbot.service import MAX_LIST_LIMIT  # the schema states the service's bound
+from chatbot.service.local import MAX_LIST_LIMIT  # the schema states the service's bound
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorResponse} for status in (400, 401, 404, 409, 413, 429, 503)

@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 
 import chatbot
 from chatbot.api.deps import RuntimeDep
-from chatbot.api.errors import error_body
+from chatbot.api.error_handlers import error_body
 
 router = APIRouter(tags=["probes"])
 

@@ -1,7 +1,7 @@
 """The one interface the UI depends on, with two transports behind it.
 
-:class:`chatbot.service.ChatService` implements it in process (the monolith and the backend);
-:class:`chatbot.client.HttpChatService` implements it over HTTP (the microservice frontend).
+:class:`chatbot.service.local.ChatService` implements it in process (the monolith and the backend);
+:class:`chatbot.service.http.HttpChatService` implements it over HTTP (the microservice frontend).
 Every method raises only :mod:`chatbot.errors` exceptions, so callers handle one error tree.
 """
 

@@ -15,7 +15,7 @@ from itertools import chain
 
 import streamlit as st
 
-from chatbot.contract import ChatServiceProtocol
+from chatbot.service.protocol import ChatServiceProtocol
 from chatbot.domain import Message, ReplyEvent, ReplyEventType
 from chatbot.errors import ChatbotError, OverloadedError
 from chatbot.ui import banners, state

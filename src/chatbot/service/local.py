@@ -30,12 +30,12 @@ from chatbot.domain import (
 )
 from chatbot.engine.base import Engine
 from chatbot.errors import ChatbotError, ConflictError, InvalidRequestError, UnavailableError
-from chatbot.replies import ReplyTask, follow_stored_reply
+from chatbot.service.runner import ReplyTask, follow_stored_reply
 from chatbot.store import ConversationStore, ReplyStart
 from chatbot.store.models import MAX_TITLE_CHARS
 
 if TYPE_CHECKING:
-    from chatbot.admission import AdmissionControl
+    from chatbot.service.admission import AdmissionControl
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ DEFAULT_QUEUE_TIMEOUT_S = 120.0
 
 
 class ChatService:
-    """Conversations + engine + store; implements :class:`chatbot.contract.ChatServiceProtocol`."""
+    """Conversations + engine + store; implements :class:`chatbot.service.protocol.ChatServiceProtocol`."""
 
     def __init__(
         self,

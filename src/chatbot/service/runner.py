@@ -28,7 +28,7 @@ from chatbot.errors import ChatbotError, UnavailableError
 from chatbot.store import ConversationStore, ReplyStart
 
 if TYPE_CHECKING:
-    from chatbot.admission import Ticket
+    from chatbot.service.admission import Ticket
 
 logger = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """``HttpChatService``: the chat service over the backend's HTTP API (the microservice frontend).
 
-It implements :class:`chatbot.contract.ChatServiceProtocol` so the UI cannot tell it from the
+It implements :class:`chatbot.service.protocol.ChatServiceProtocol` so the UI cannot tell it from the
 in-process service. Every HTTP status and transport failure is translated here, at the boundary,
 into the :mod:`chatbot.errors` class the in-process service would have raised.
 """

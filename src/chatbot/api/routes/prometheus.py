@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from chatbot.api.deps import RuntimeDep
-from chatbot.api.metrics import CONTENT_TYPE
+from chatbot.service.metrics import CONTENT_TYPE
 
 router = APIRouter(tags=["metrics"])
 
