@@ -138,7 +138,13 @@ def running_upstream(port: int | None = None) -> Iterator[tuple[str, UpstreamLog
     log = UpstreamLog()
     port = port or free_port()
     server = uvicorn.Server(
-        uvicorn.Config(build_app(log), host="127.0.0.1", port=port, log_level="warning")
+        uvicorn.Config(
+            build_app(log),
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            timeout_graceful_shutdown=1,  # the hang-* handlers sleep on after their client left
+        )
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

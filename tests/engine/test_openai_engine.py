@@ -6,21 +6,24 @@ tests/scaleout/test_openai_upstreams.py.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncGenerator, Iterator
 
 import pytest
 
 from chatbot.config import EngineKind, EngineSettings
 from chatbot.domain import FinishReason, GenerationParams, Message
 from chatbot.engine import create_engine
-from chatbot.engine.openai_engine import DEFAULT_CONTEXT_WINDOW, OpenAIEngine
-from chatbot.engine.upstream import api_root
+from chatbot.engine.base import Chunk, collect
+from chatbot.engine.openai_engine import DEFAULT_CONTEXT_WINDOW, OpenAIEngine, api_root
 from chatbot.errors import (
     ConfigurationError,
+    ContextOverflowError,
     InvalidRequestError,
     OverloadedError,
+    PayloadTooLargeError,
     UnavailableError,
     UpstreamError,
     UpstreamTimeoutError,
@@ -50,22 +53,54 @@ def engine(upstream: tuple[str, UpstreamLog]) -> Iterator[OpenAIEngine]:
     engine.close()
 
 
-def ask(engine: OpenAIEngine, behaviour: str, params: GenerationParams = PARAMS) -> list[str]:
-    return list(engine.start([Message.system("be brief"), Message.user(behaviour)], params))
+def reply(
+    engine: OpenAIEngine, behaviour: str, params: GenerationParams = PARAMS
+) -> tuple[str, Chunk]:
+    """The whole text and the final chunk; the last user message picks the behaviour."""
+    return asyncio.run(collect(engine.generate([Message.user(behaviour)], params)))
+
+
+async def chunks_until_error(stream: AsyncGenerator[Chunk]) -> tuple[list[Chunk], BaseException]:
+    seen: list[Chunk] = []
+    try:
+        async for chunk in stream:
+            seen.append(chunk)
+    except Exception as exc:
+        return seen, exc
+    raise AssertionError("the stream ended without an error")
+
+
+async def first_chunk_or_error(engine: OpenAIEngine, behaviour: str) -> Chunk:
+    """Raises what the engine raises before its first chunk."""
+    stream = engine.generate([Message.user(behaviour)], PARAMS)
+    try:
+        return await anext(stream)
+    finally:
+        await stream.aclose()
 
 
 def test_streams_chunk_by_chunk_with_upstream_usage(
     engine: OpenAIEngine, upstream: tuple[str, UpstreamLog]
 ) -> None:
-    generation = engine.start([Message.user("ok")], GenerationParams(max_new_tokens=5, stop=("x",)))
-    assert list(generation) == ["Hello", ", ", "wor", "ld"]
-    assert generation.outcome is not None
-    assert generation.outcome.finish_reason is FinishReason.STOP
-    assert generation.outcome.usage.prompt_tokens == 21
-    assert generation.outcome.usage.completion_tokens == 4
+    async def chunks() -> list[Chunk]:
+        stream = engine.generate(
+            [Message.system("be brief"), Message.user("ok")],
+            GenerationParams(max_new_tokens=5, stop=("x",)),
+        )
+        return [chunk async for chunk in stream]
+
+    seen = asyncio.run(chunks())
+    assert seen[0].text == "" and not seen[0].finished  # accepted: the upstream answered
+    assert [c.text for c in seen[1:-1]] == ["Hello", ", ", "wor", "ld"]
+    assert [c.usage.completion_tokens for c in seen[1:-1]] == [1, 2, 3, 4]
+    last = seen[-1]
+    assert last.finish_reason is FinishReason.STOP and last.text == ""
+    assert last.usage.prompt_tokens == 21
+    assert last.usage.completion_tokens == 4
     body, auth = upstream[1].bodies[-1], upstream[1].authorization[-1]
     assert body["model"] == MODEL and body["stream"] is True and body["max_tokens"] == 5
     assert body["stop"] == ["x"] and body["stream_options"] == {"include_usage": True}
+    assert [m["role"] for m in body["messages"]] == ["system", "user"]
     assert auth == "Bearer sk-upstream"
 
 
@@ -82,30 +117,26 @@ def test_configured_model_and_window_win(upstream: tuple[str, UpstreamLog]) -> N
     )
     try:
         assert engine.model_id == "other" and engine.context_window == 512
-        ask(engine, "ok")
+        reply(engine, "ok")
         assert upstream[1].bodies[-1]["model"] == "other"
     finally:
         engine.close()
 
 
 def test_length_finish_and_counted_usage(engine: OpenAIEngine) -> None:
-    generation = engine.start([Message.user("no-usage")], PARAMS)
-    assert generation.text() == "Hello, world"
-    assert generation.outcome is not None
-    assert generation.outcome.usage.completion_tokens == 4  # counted: one per chunk
-    assert generation.outcome.usage.prompt_tokens > 0  # estimated
-    generation = engine.start([Message.user("length")], PARAMS)
-    generation.text()
-    assert generation.outcome is not None
-    assert generation.outcome.finish_reason is FinishReason.LENGTH
+    text, last = reply(engine, "no-usage")
+    assert text == "Hello, world"
+    assert last.usage.completion_tokens == 4  # counted: one per chunk
+    assert last.usage.prompt_tokens > 0  # estimated
+    _, last = reply(engine, "length")
+    assert last.finish_reason is FinishReason.LENGTH
 
 
 def test_upstream_that_ignores_stream_answers_whole(engine: OpenAIEngine) -> None:
-    generation = engine.start([Message.user("json")], PARAMS)
-    assert generation.text() == "whole"
-    assert generation.outcome is not None
-    assert generation.outcome.finish_reason is FinishReason.LENGTH
-    assert generation.outcome.usage.completion_tokens == 2
+    text, last = reply(engine, "json")
+    assert text == "whole"
+    assert last.finish_reason is FinishReason.LENGTH
+    assert last.usage.completion_tokens == 2
 
 
 @pytest.mark.parametrize(
@@ -113,6 +144,7 @@ def test_upstream_that_ignores_stream_answers_whole(engine: OpenAIEngine) -> Non
     [
         ("400", InvalidRequestError, 400),
         ("422", InvalidRequestError, 400),
+        ("413", PayloadTooLargeError, 413),
         ("429", OverloadedError, 429),
         ("401", UpstreamError, 502),
         ("404", UpstreamError, 502),
@@ -125,70 +157,106 @@ def test_upstream_that_ignores_stream_answers_whole(engine: OpenAIEngine) -> Non
 def test_upstream_status_maps_to_our_errors(
     engine: OpenAIEngine, status: str, error: type[Exception], http: int
 ) -> None:
-    with pytest.raises(error) as caught:  # raised by start(), before any text
-        engine.start([Message.user(status)], PARAMS)
+    with pytest.raises(error) as caught:  # raised before the first chunk
+        asyncio.run(first_chunk_or_error(engine, status))
     assert getattr(caught.value, "status_code", None) == http
     assert str(caught.value)
 
 
 def test_context_error_keeps_the_upstream_message(engine: OpenAIEngine) -> None:
     with pytest.raises(InvalidRequestError) as caught:
-        engine.start([Message.user("400")], PARAMS)
+        asyncio.run(first_chunk_or_error(engine, "400"))
+    assert isinstance(caught.value, ContextOverflowError)  # told by the upstream's code
     assert caught.value.message == "upstream says 400"
     assert caught.value.param == "messages" and caught.value.code == "context_length_exceeded"
+    with pytest.raises(InvalidRequestError) as caught:
+        asyncio.run(first_chunk_or_error(engine, "422"))
+    assert not isinstance(caught.value, ContextOverflowError)
+    assert caught.value.message == "upstream says 422" and caught.value.param == "messages"
 
 
 def test_overload_carries_retry_after(engine: OpenAIEngine) -> None:
+    started = time.monotonic()
     with pytest.raises(OverloadedError) as caught:
-        engine.start([Message.user("429")], PARAMS)
+        asyncio.run(first_chunk_or_error(engine, "429"))
     assert caught.value.retry_after_s == 7
+    assert time.monotonic() - started < 5  # handed to our caller, not slept out by a retry
 
 
 def test_an_empty_stream_is_asked_again_without_streaming(
     engine: OpenAIEngine, upstream: tuple[str, UpstreamLog]
 ) -> None:
-    generation = engine.start([Message.user("empty-400")], PARAMS)
     with pytest.raises(InvalidRequestError, match="upstream says 400"):
-        list(generation)
+        reply(engine, "empty-400")
     assert upstream[1].bodies[-1]["stream"] is False
     assert "stream_options" not in upstream[1].bodies[-1]
-    generation = engine.start([Message.user("empty-ok")], PARAMS)
-    assert generation.text() == "whole"
+    text, last = reply(engine, "empty-ok")
+    assert text == "whole" and last.finish_reason is FinishReason.LENGTH
 
 
 @pytest.mark.parametrize("behaviour", ["cut", "garbage", "error-event"])
 def test_broken_streams_are_upstream_errors(engine: OpenAIEngine, behaviour: str) -> None:
-    generation = engine.start([Message.user(behaviour)], PARAMS)
-    with pytest.raises(UpstreamError) as caught:
-        list(generation)
-    assert caught.value.status_code == 502
-    assert generation.outcome is not None
-    assert generation.outcome.finish_reason is FinishReason.ERROR
+    stream = engine.generate([Message.user(behaviour)], PARAMS)
+    seen, error = asyncio.run(chunks_until_error(stream))
+    assert isinstance(error, UpstreamError)
+    assert error.status_code == 502
+    assert seen and not any(c.finished for c in seen)  # accepted, then the error ends it
 
 
 def test_silent_upstream_times_out(engine: OpenAIEngine) -> None:
     started = time.monotonic()
     with pytest.raises(UpstreamTimeoutError):
-        engine.start([Message.user("hang-head")], PARAMS)
+        asyncio.run(first_chunk_or_error(engine, "hang-head"))
     assert time.monotonic() - started < 10
-    generation = engine.start([Message.user("hang-stream")], PARAMS)
-    with pytest.raises(UpstreamTimeoutError):
-        list(generation)
+    stream = engine.generate([Message.user("hang-stream")], PARAMS)
+    seen, error = asyncio.run(chunks_until_error(stream))
+    assert isinstance(error, UpstreamTimeoutError)
+    assert [c.text for c in seen] == ["", "Hello"]
 
 
-def test_cancel_closes_the_upstream_request(
-    engine: OpenAIEngine, upstream: tuple[str, UpstreamLog]
-) -> None:
+def test_closing_the_stream_closes_the_upstream_request(upstream: tuple[str, UpstreamLog]) -> None:
     slow = OpenAIEngine(EngineSettings(engine=EngineKind.OPENAI, openai_base_url=upstream[0]))
+
+    async def read_then_leave() -> float:
+        stream = slow.generate([Message.user("hang-stream")], PARAMS)
+        assert (await anext(stream)).text == ""
+        assert (await anext(stream)).text == "Hello"
+        started = time.monotonic()
+        await stream.aclose()  # the upstream sends nothing for 30 s: only closing ends this
+        with pytest.raises(StopAsyncIteration):
+            await anext(stream)
+        return time.monotonic() - started
+
     try:
         upstream[1].disconnected.clear()
-        generation = slow.start([Message.user("hang-stream")], PARAMS)
-        chunks = iter(generation)
-        assert next(chunks) == "Hello"
-        generation.cancel()  # the upstream sends nothing for 30 s: only closing ends this
-        assert list(chunks) == []
-        assert generation.outcome is not None
-        assert generation.outcome.finish_reason is FinishReason.CANCELLED
+        assert asyncio.run(read_then_leave()) < 5
+        assert upstream[1].disconnected.wait(5), "the upstream request stayed open"
+    finally:
+        slow.close()
+
+
+def test_cancelling_the_reading_task_closes_the_upstream_request(
+    upstream: tuple[str, UpstreamLog],
+) -> None:
+    slow = OpenAIEngine(EngineSettings(engine=EngineKind.OPENAI, openai_base_url=upstream[0]))
+
+    async def read_then_cancel() -> None:
+        hello = asyncio.Event()
+
+        async def read() -> None:
+            async for chunk in slow.generate([Message.user("hang-stream")], PARAMS):
+                if chunk.text:
+                    hello.set()
+
+        task = asyncio.create_task(read())
+        await asyncio.wait_for(hello.wait(), 5)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    try:
+        upstream[1].disconnected.clear()
+        asyncio.run(read_then_cancel())
         assert upstream[1].disconnected.wait(5), "the upstream request stayed open"
     finally:
         slow.close()
@@ -203,6 +271,8 @@ def test_connection_refused_is_retried_then_503() -> None:
     )
     with pytest.raises(UnavailableError, match="cannot reach"):
         engine.load()
+    with pytest.raises(UnavailableError, match="cannot reach"):
+        asyncio.run(first_chunk_or_error(engine, "ok"))
     # the upstream comes up during the backoff: the refused attempts were safe to repeat
     later = running_upstream(port)
 
@@ -215,7 +285,7 @@ def test_connection_refused_is_retried_then_503() -> None:
     try:
         engine.load()
         assert engine.model_id == "m"
-        assert "".join(ask(engine, "ok")) == "Hello, world"
+        assert reply(engine, "ok")[0] == "Hello, world"
     finally:
         thread.join()
         engine.close()
@@ -224,11 +294,29 @@ def test_connection_refused_is_retried_then_503() -> None:
 
 def test_close_cancels_replies_in_flight(upstream: tuple[str, UpstreamLog]) -> None:
     engine = OpenAIEngine(EngineSettings(engine=EngineKind.OPENAI, openai_base_url=upstream[0]))
-    generation = engine.start([Message.user("hang-stream")], PARAMS)
-    engine.close()
-    assert "".join(generation) in ("", "Hello")
-    assert generation.outcome is not None
-    assert generation.outcome.finish_reason is FinishReason.CANCELLED
+
+    async def close_while_reading() -> tuple[str, Chunk]:
+        stream = engine.generate([Message.user("hang-stream")], PARAMS)
+        assert (await anext(stream)).text == ""  # the upstream answered; "Hello", then 30 s
+        engine.close()
+        return await asyncio.wait_for(collect(stream), 5)
+
+    text, last = asyncio.run(close_while_reading())
+    assert text in ("", "Hello")
+    assert last.finish_reason is FinishReason.CANCELLED
+
+
+def test_one_engine_serves_several_event_loops(engine: OpenAIEngine) -> None:
+    """A client per loop: a pool opened in one loop is never used from another."""
+    assert reply(engine, "ok")[0] == "Hello, world"
+
+    def in_a_thread() -> None:
+        assert reply(engine, "ok")[0] == "Hello, world"
+
+    thread = threading.Thread(target=in_a_thread)
+    thread.start()
+    thread.join(10)
+    assert reply(engine, "ok")[0] == "Hello, world"
 
 
 def test_settings_are_checked_at_construction() -> None:
@@ -244,5 +332,8 @@ def test_settings_are_checked_at_construction() -> None:
 
 
 def test_empty_messages_are_refused(engine: OpenAIEngine) -> None:
+    async def first() -> Chunk:
+        return await anext(engine.generate([], PARAMS))
+
     with pytest.raises(InvalidRequestError):
-        engine.start([], PARAMS)
+        asyncio.run(first())

@@ -2,66 +2,90 @@
 server, another ``chatbot serve``) answers, and we pass its stream through chunk by chunk.
 
 The upstream owns the model, the batching and the context window; this engine owns the
-connection: one streamed request per reply, read by a producer thread that pushes text into the
-:class:`Generation`, closed as soon as the reader cancels.
+connection, through the official ``openai`` async client: it sends the request, decodes the SSE
+stream, applies the timeouts and raises typed errors, which :func:`_request_error` and
+:func:`_stream_error` map onto :mod:`chatbot.errors` by class and status, never by message text.
+Leaving the stream early closes the upstream response, so the upstream stops generating too.
+No thread per request: the stream is read on the caller's event loop.
+
+What went: the hand-written HTTP requests, SSE parser, error-body parser and connect-retry loop
+of ``upstream.py`` and the producer thread per reply (``wc -l`` of openai_engine.py +
+upstream.py: 342 + 179 = 521 before, 457 + 0 after). What stays is ours to decide: the mapping
+onto our errors, the URL check, the fallbacks for upstreams that do not stream, and a client per
+event loop (below), which the threaded engine did not need.
+
+Retries: only connection attempts that failed before anything was sent (refused, unreachable)
+are repeated, by httpx's own transport (``retries=``). The ``openai`` client's ``max_retries``
+is 0 because it would also resend after a read timeout, a dropped connection, a 429 (sleeping
+out the upstream's Retry-After instead of handing it to our caller) or a 5xx.
+
+Clients: one ``AsyncOpenAI`` per event loop, made on the first reply in that loop, because a
+connection pool belongs to the loop that opened it (the server has one loop; tests and the
+Streamlit portal may use others). It is closed on its own loop, by :meth:`OpenAIEngine.close`
+or when that loop shuts down, whichever comes first.
 """
 
 from __future__ import annotations
 
-import json
+import asyncio
+import contextlib
 import logging
 import threading
-import time
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
+import openai
+from openai.types.chat import ChatCompletion
 
 from chatbot.config import EngineSettings
 from chatbot.domain import FinishReason, GenerationParams, Message, Usage
-from chatbot.engine.base import Generation, GenerationOutcome
-from chatbot.engine.upstream import (
-    StreamChunk,
-    api_root,
-    connection_error,
-    parse_stream,
-    status_error,
-)
+from chatbot.engine.base import Chunk
 from chatbot.errors import (
     ChatbotError,
     ConfigurationError,
+    ContextOverflowError,
     InvalidRequestError,
+    OverloadedError,
+    PayloadTooLargeError,
+    UnavailableError,
     UpstreamError,
+    UpstreamTimeoutError,
 )
 
 logger = logging.getLogger(__name__)
 
 # The upstream fits the prompt into its own window; this only bounds what we claim to accept.
 DEFAULT_CONTEXT_WINDOW = 131_072
-CONNECT_ATTEMPTS = 4
-BACKOFF_S = 0.25
+CONNECT_RETRIES = 3  # httpx waits 0, 0.5 and 1 s between attempts
 _CONNECT_TIMEOUT_S = 10.0
+# The client refuses to start without a key (and would read OPENAI_API_KEY from the environment,
+# which must not go to an arbitrary upstream); servers without auth ignore this one (vLLM's
+# documented placeholder).
+_NO_KEY = "EMPTY"
+_FINISH = {"stop": FinishReason.STOP, "length": FinishReason.LENGTH}
 
 
-class _UpstreamGeneration(Generation):
-    """A generation whose cancel also closes the upstream request, so the upstream stops too."""
+def api_root(base_url: str) -> str:
+    """The ``/v1`` root of the upstream; a bare ``http://host:port`` gets ``/v1`` added."""
+    parts = urlsplit(base_url.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigurationError(
+            f"CHATBOT_OPENAI_BASE_URL: {base_url!r} is not an http(s) URL "
+            "(e.g. http://vllm:8000/v1)"
+        )
+    path = parts.path.rstrip("/") or "/v1"
+    return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
 
-    def __init__(self, response: httpx.Response, *, prompt_tokens: int) -> None:
-        super().__init__(prompt_tokens=prompt_tokens)
-        self._response = response
 
-    def watch(self, response: httpx.Response) -> None:
-        """The request that cancel closes from now on."""
-        self._response = response
-        if self.cancelled:
-            response.close()
+class _Reply:
+    """A reply in flight, so that :meth:`OpenAIEngine.close` can end it as cancelled."""
 
-    def cancel(self) -> None:
-        super().cancel()
-        try:  # unblocks the producer thread even while the upstream sends nothing
-            self._response.close()
-        except Exception:  # closing from another thread is best effort; the reader checks too
-            logger.debug("closing the upstream response on cancel failed", exc_info=True)
+    __slots__ = ("cancelled",)
+
+    def __init__(self) -> None:
+        self.cancelled = False
 
 
 class OpenAIEngine:
@@ -76,9 +100,14 @@ class OpenAIEngine:
         self._root = api_root(settings.openai_base_url)
         self._model: str | None = None if settings.model == "embedded" else settings.model
         self._window = settings.context_window or DEFAULT_CONTEXT_WINDOW
-        self._client: httpx.Client | None = None
-        self._lock = threading.Lock()
-        self._active: set[Generation] = set()
+        self._loaded = False
+        self._load_lock = threading.Lock()
+        self._lock = threading.Lock()  # guards the two collections below, shared by loops
+        self._clients: dict[
+            asyncio.AbstractEventLoop, tuple[openai.AsyncOpenAI, AsyncGenerator[None]]
+        ] = {}
+        self._active: set[_Reply] = set()
+        self._closing: set[asyncio.Task[None]] = set()
 
     @property
     def model_id(self) -> str:
@@ -95,246 +124,332 @@ class OpenAIEngine:
         return self._root
 
     def load(self) -> None:
-        """Open the connection pool and learn the model name from the upstream's /v1/models."""
-        with self._lock:
-            if self._client is not None:
+        """Learn the model name (and vLLM's window) from the upstream's /v1/models; blocks."""
+        with self._load_lock:
+            if self._loaded:
                 return
-            client = self._new_client()
-            try:
-                self._learn_model(client)
-            except BaseException:
-                client.close()
-                raise
-            self._client = client
+            with openai.OpenAI(**self._client_args(httpx.Client, httpx.HTTPTransport)) as client:
+                try:
+                    cards = list(client.models.list().data)
+                except openai.OpenAIError as exc:
+                    raise _request_error(exc, self._root) from exc
+                except (ValueError, TypeError, AttributeError):
+                    raise UpstreamError(
+                        f"{self._root}/models did not answer a model list"
+                    ) from None
+            if self._model is None:
+                if not cards or not isinstance(getattr(cards[0], "id", None), str):
+                    raise UpstreamError(
+                        f"{self._root}/models lists no model; "
+                        "set CHATBOT_MODEL to the upstream's name"
+                    )
+                self._model = cards[0].id
+            card = next((c for c in cards if getattr(c, "id", None) == self._model), None)
+            upstream_window = getattr(card, "max_model_len", None)  # vLLM reports it
+            if self._settings.context_window is None and isinstance(upstream_window, int):
+                self._window = max(16, upstream_window)
+            self._loaded = True
         logger.info("openai engine: model %s at %s", self._model, self._root)
 
-    def start(self, messages: Sequence[Message], params: GenerationParams) -> Generation:
-        """Send the request and wait for the upstream's answer head; then stream in a thread.
-
-        Errors the upstream answers before any text (a bad request, a context overflow, an
-        overload) raise here. It blocks for one round trip, so call it off the event loop.
-        """
+    async def generate(
+        self, messages: Sequence[Message], params: GenerationParams
+    ) -> AsyncGenerator[Chunk]:
+        """Stream the upstream's reply; its error answers raise before the first chunk."""
         if not messages:
             raise InvalidRequestError("messages must not be empty", param="messages")
-        self.load()
-        payload = self._payload(messages, params)
-        response = self._open(payload)
-        generation = _UpstreamGeneration(response, prompt_tokens=_estimate_tokens(messages))
+        if not self._loaded:
+            await asyncio.to_thread(self.load)
+        prompt = _estimate_tokens(messages)
+        reply = _Reply()
         with self._lock:
-            self._active.add(generation)
-        thread = threading.Thread(
-            target=self._pump,
-            args=(generation, response, payload),
-            name="openai-stream",
-            daemon=True,
-        )
-        thread.start()
-        return generation
+            self._active.add(reply)
+        try:
+            stream = await self._open(messages, params, reply, prompt)
+            try:
+                yield Chunk("", Usage(prompt_tokens=prompt))
+                async for chunk in self._relay(stream, reply, messages, params, prompt):
+                    yield chunk
+            finally:
+                await stream.close()  # the upstream sees the disconnect and stops generating
+        finally:
+            with self._lock:
+                self._active.discard(reply)
 
     def close(self) -> None:
-        """Cancel every reply in flight and close the connection pool."""
+        """End every reply in flight as cancelled and close each loop's client on its loop."""
         with self._lock:
             active, self._active = list(self._active), set()
-            client, self._client = self._client, None
-        for generation in active:
-            generation.cancel()
-        if client is not None:
-            client.close()
+            clients, self._clients = self._clients, {}
+        for reply in active:
+            reply.cancelled = True
+        for loop, (_, keeper) in clients.items():
+            self._close_on(loop, keeper)
+
+    # -- clients ---------------------------------------------------------------------------
+    def _client_args(self, http_client: type[Any], transport: type[Any]) -> dict[str, Any]:
+        read = self._settings.openai_timeout_s
+        key = self._settings.openai_api_key
+        http = http_client(
+            timeout=httpx.Timeout(read, connect=min(_CONNECT_TIMEOUT_S, read), pool=read),
+            transport=transport(
+                retries=CONNECT_RETRIES,
+                limits=httpx.Limits(max_connections=512, max_keepalive_connections=64),
+            ),
+        )
+        return {
+            "base_url": self._root,
+            "api_key": key.get_secret_value() if key else _NO_KEY,
+            "max_retries": 0,  # see the module docstring: httpx retries what is safe to repeat
+            # typed as Any: openai>=2 declares its own httpx fork here, yet accepts httpx's
+            "http_client": http,
+        }
+
+    async def _client(self) -> openai.AsyncOpenAI:
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            held = self._clients.get(loop)
+            if held is not None:
+                return held[0]
+            for gone in [other for other in self._clients if other.is_closed()]:
+                del self._clients[gone]  # its loop's shutdown closed it already
+            client = openai.AsyncOpenAI(
+                **self._client_args(httpx.AsyncClient, httpx.AsyncHTTPTransport)
+            )
+            keeper = _closed_with_its_loop(client)
+            self._clients[loop] = (client, keeper)
+        await anext(keeper)  # its first step registers it with this loop's shutdown_asyncgens()
+        return client
+
+    def _close_on(self, loop: asyncio.AbstractEventLoop, keeper: AsyncGenerator[None]) -> None:
+        if loop.is_closed():
+            return
+        if not loop.is_running():
+            loop.run_until_complete(keeper.aclose())
+            return
+
+        def start() -> None:  # runs on the client's loop
+            task = loop.create_task(keeper.aclose())
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+            loop.call_soon_threadsafe(start)
 
     # -- the request -----------------------------------------------------------------------
-    def _new_client(self) -> httpx.Client:
-        key = self._settings.openai_api_key
-        headers = {"Authorization": f"Bearer {key.get_secret_value()}"} if key else {}
-        read = self._settings.openai_timeout_s
-        return httpx.Client(
-            headers=headers,
-            timeout=httpx.Timeout(read, connect=min(_CONNECT_TIMEOUT_S, read), pool=read),
-            limits=httpx.Limits(max_connections=512, max_keepalive_connections=64),
-        )
-
-    def _learn_model(self, client: httpx.Client) -> None:
-        response = self._send(client, client.build_request("GET", f"{self._root}/models"))
-        try:
-            response.read()
-        except httpx.TransportError as exc:
-            raise connection_error(exc, self._root) from exc
-        finally:
-            response.close()
-        try:
-            cards = [c for c in response.json().get("data", []) if isinstance(c, dict)]
-        except (ValueError, AttributeError):
-            raise UpstreamError(f"{self._root}/models did not answer a model list") from None
-        if self._model is None:
-            if not cards or not isinstance(cards[0].get("id"), str):
-                raise UpstreamError(
-                    f"{self._root}/models lists no model; set CHATBOT_MODEL to the upstream's name"
-                )
-            self._model = str(cards[0]["id"])
-        card = next((c for c in cards if c.get("id") == self._model), None)
-        upstream_window = card.get("max_model_len") if card else None  # vLLM reports it
-        if self._settings.context_window is None and isinstance(upstream_window, int):
-            self._window = max(16, upstream_window)
-
-    def _payload(self, messages: Sequence[Message], params: GenerationParams) -> dict[str, Any]:
-        payload: dict[str, Any] = {
+    def _request(
+        self, messages: Sequence[Message], params: GenerationParams, **stream: Any
+    ) -> dict[str, Any]:
+        request: dict[str, Any] = {
             "model": self._model,
             "messages": [{"role": m.role.value, "content": m.content} for m in messages],
             "max_tokens": params.max_new_tokens,
             "temperature": params.temperature,
             "top_p": params.top_p,
-            "stream": True,
-            "stream_options": {"include_usage": True},
+            **stream,
         }
         if params.stop:
-            payload["stop"] = list(params.stop)
+            request["stop"] = list(params.stop)
         if params.seed is not None:
-            payload["seed"] = params.seed
-        return payload
+            request["seed"] = params.seed
+        return request
 
-    def _open(self, payload: dict[str, Any]) -> httpx.Response:
-        client = self._client
-        if client is None:
-            raise UpstreamError("the openai engine is closed")
-        request = client.build_request(
-            "POST",
-            f"{self._root}/chat/completions",
-            content=json.dumps(payload),
-            headers={"Content-Type": "application/json", "Accept": "text/event-stream"},
+    async def _open(
+        self, messages: Sequence[Message], params: GenerationParams, reply: _Reply, prompt: int
+    ) -> openai.AsyncStream[Any]:
+        """Send the request; returns once the upstream answered a stream head."""
+        request = self._request(
+            messages, params, stream=True, stream_options={"include_usage": True}
         )
-        return self._send(client, request)
-
-    def _send(self, client: httpx.Client, request: httpx.Request) -> httpx.Response:
-        """Send with retries only where safe: the connection was refused, so nothing was sent."""
-        for attempt in range(CONNECT_ATTEMPTS):
-            try:
-                response = client.send(request, stream=True)
-            except httpx.ConnectError as exc:
-                if attempt + 1 < CONNECT_ATTEMPTS:
-                    time.sleep(BACKOFF_S * 2**attempt)
-                    continue
-                raise connection_error(exc, self._root) from exc
-            except httpx.TransportError as exc:
-                raise connection_error(exc, self._root) from exc
-            if response.status_code < 400:
-                return response
-            try:
-                response.read()
-            except httpx.TransportError:
-                pass
-            finally:
-                response.close()
-            raise status_error(response, self._root)
-        raise AssertionError("unreachable")
-
-    # -- the producer thread -----------------------------------------------------------------
-    def _pump(
-        self, generation: _UpstreamGeneration, response: httpx.Response, payload: dict[str, Any]
-    ) -> None:
         try:
-            outcome = self._relay(generation, response, payload)
-        except Exception as exc:  # every failure reaches the reader, never a silent thread death
-            if generation.cancelled:
-                outcome = GenerationOutcome(
-                    FinishReason.CANCELLED, Usage(prompt_tokens=generation.prompt_tokens)
-                )
-                generation.push(outcome)
-            else:
-                generation.push(_as_chatbot_error(exc, self._root))
-        else:
-            generation.push(outcome)
-        finally:
-            response.close()
-            with self._lock:
-                self._active.discard(generation)
+            stream: openai.AsyncStream[Any] = await (await self._client()).chat.completions.create(
+                **request
+            )
+        except Exception as exc:
+            if reply.cancelled:  # close() shut the client while we were sending
+                raise UnavailableError("the openai engine is closing") from exc
+            if isinstance(exc, openai.OpenAIError):
+                raise _request_error(exc, self._root, prompt, self._window) from exc
+            raise
+        return stream
 
-    def _relay(
-        self, generation: _UpstreamGeneration, response: httpx.Response, payload: dict[str, Any]
-    ) -> GenerationOutcome:
-        """Push each text piece as it arrives; return how the reply ended."""
+    async def _relay(
+        self,
+        stream: openai.AsyncStream[Any],
+        reply: _Reply,
+        messages: Sequence[Message],
+        params: GenerationParams,
+        prompt: int,
+    ) -> AsyncIterator[Chunk]:
+        """The text chunks and the final chunk of an open stream."""
+        response = stream.response
         if "text/event-stream" not in response.headers.get("content-type", ""):
-            return self._relay_whole(generation, response)
-        events = 0
-        pieces = 0
+            # the upstream ignored ``stream: true`` and answered one JSON completion
+            try:
+                await response.aread()
+                whole = ChatCompletion.construct(**response.json())
+            except (ValueError, TypeError):
+                raise UpstreamError("the upstream model server sent an unreadable answer") from None
+            for chunk in _whole(whole, prompt):
+                yield chunk
+            return
+        events = pieces = 0
         finish: FinishReason | None = None
-        usage: StreamChunk | None = None
-        for chunk in parse_stream(response.iter_lines()):
-            if generation.cancelled:
-                break
-            if chunk is None:
-                continue
-            events += 1
-            if chunk.text:
-                pieces += 1
-                generation.push(chunk.text)
-            finish = chunk.finish_reason or finish
-            if chunk.prompt_tokens is not None or chunk.completion_tokens is not None:
-                usage = chunk
-        if generation.cancelled:
+        usage: Any = None
+        try:
+            async for event in stream:
+                events += 1
+                usage = getattr(event, "usage", None) or usage
+                for choice in getattr(event, "choices", None) or ():
+                    text = getattr(choice.delta, "content", None)
+                    if text:
+                        pieces += 1
+                        yield Chunk(text, Usage(prompt_tokens=prompt, completion_tokens=pieces))
+                    if choice.finish_reason:
+                        finish = _FINISH.get(str(choice.finish_reason), FinishReason.STOP)
+        except Exception as exc:
+            if not reply.cancelled:
+                raise _stream_error(exc, self._root) from exc
+        if reply.cancelled:
             finish = FinishReason.CANCELLED
         elif events == 0:
-            return self._ask_without_streaming(generation, payload)
+            async for chunk in self._ask_without_streaming(messages, params, prompt):
+                yield chunk
+            return
         elif finish is None:
             raise UpstreamError("the upstream model server ended the stream before the reply")
-        if usage is not None and usage.prompt_tokens is not None:
-            generation.prompt_tokens = usage.prompt_tokens
-        completion = usage.completion_tokens if usage and usage.completion_tokens else pieces
-        return GenerationOutcome(
-            finish, Usage(prompt_tokens=generation.prompt_tokens, completion_tokens=completion)
-        )
+        if usage is not None and isinstance(getattr(usage, "prompt_tokens", None), int):
+            prompt = usage.prompt_tokens
+        counted = getattr(usage, "completion_tokens", None)
+        completion = counted if isinstance(counted, int) and counted else pieces
+        yield Chunk("", Usage(prompt_tokens=prompt, completion_tokens=completion), finish)
 
-    def _ask_without_streaming(
-        self, generation: _UpstreamGeneration, payload: dict[str, Any]
-    ) -> GenerationOutcome:
+    async def _ask_without_streaming(
+        self, messages: Sequence[Message], params: GenerationParams, prompt: int
+    ) -> AsyncIterator[Chunk]:
         """An empty stream: ask again without streaming to get the upstream's real answer.
 
         Some servers (llama-cpp-python) report a failure that happens after the stream's head,
         such as a context overflow, by ending the stream with no event at all. Nothing was
         generated or shown, so asking again is safe; the error then comes with its status.
         """
-        whole = {k: v for k, v in payload.items() if k != "stream_options"} | {"stream": False}
         # A fresh connection: the one that carried the failed stream may be reset by now.
-        with self._new_client() as once:
-            request = once.build_request(
-                "POST",
-                f"{self._root}/chat/completions",
-                content=json.dumps(whole),
-                headers={"Content-Type": "application/json"},
-            )
-            response = self._send(once, request)
-            generation.watch(response)
+        args = self._client_args(httpx.AsyncClient, httpx.AsyncHTTPTransport)
+        async with openai.AsyncOpenAI(**args) as once:
             try:
-                return self._relay_whole(generation, response)
-            finally:
-                response.close()
+                whole = await once.chat.completions.create(
+                    **self._request(messages, params, stream=False)
+                )
+            except openai.OpenAIError as exc:
+                raise _request_error(exc, self._root, prompt, self._window) from exc
+        for chunk in _whole(whole, prompt):
+            yield chunk
 
-    def _relay_whole(self, generation: Generation, response: httpx.Response) -> GenerationOutcome:
-        """An upstream that ignored ``stream: true`` and answered one JSON completion."""
-        response.read()
-        try:
-            body = response.json()
-            choice = body["choices"][0]
-            text = str(choice["message"]["content"] or "")
-        except (ValueError, KeyError, IndexError, TypeError):
-            raise UpstreamError("the upstream model server sent an unreadable answer") from None
-        if text:
-            generation.push(text)
-        reason = (
-            FinishReason.LENGTH if choice.get("finish_reason") == "length" else (FinishReason.STOP)
+
+async def _closed_with_its_loop(client: openai.AsyncOpenAI) -> AsyncGenerator[None]:
+    """Parked for the life of its loop: the loop's shutdown (``asyncio.run`` ends, the server
+    stops) closes it and with it the client's connections, which no other loop may touch."""
+    try:
+        yield
+    finally:
+        await client.close()
+
+
+def _whole(completion: ChatCompletion, prompt: int) -> list[Chunk]:
+    """The text and final chunks of a completion that came in one piece."""
+    try:
+        choice = completion.choices[0]
+        text = str(choice.message.content or "")
+        reason = _FINISH.get(str(choice.finish_reason), FinishReason.STOP)
+        usage = completion.usage
+    except (AttributeError, IndexError, TypeError):
+        raise UpstreamError("the upstream model server sent an unreadable answer") from None
+    if usage is not None:
+        prompt = usage.prompt_tokens
+    completion_tokens = usage.completion_tokens if usage is not None else (1 if text else 0)
+    final = Usage(prompt_tokens=prompt, completion_tokens=completion_tokens)
+    text_chunks = [Chunk(text, Usage(prompt_tokens=prompt, completion_tokens=1))] if text else []
+    return [*text_chunks, Chunk("", final, reason)]
+
+
+def _request_error(
+    exc: openai.OpenAIError, where: str, prompt_tokens: int = 0, window: int = 0
+) -> ChatbotError:
+    """An error of the client before the stream: the upstream's status, a timeout, no route."""
+    if isinstance(exc, openai.APITimeoutError):
+        return UpstreamTimeoutError(f"the upstream model server at {where} did not answer in time")
+    if isinstance(exc, openai.APIConnectionError):
+        return UnavailableError(f"cannot reach the upstream model server at {where}")
+    if not isinstance(exc, openai.APIStatusError):
+        return UpstreamError(f"the upstream model server at {where} answered badly: {exc}")
+    status = exc.status_code
+    message = _upstream_message(exc.body)
+    said = f": {message}" if message else ""
+    if isinstance(exc, (openai.BadRequestError, openai.UnprocessableEntityError)):
+        if exc.code == "context_length_exceeded":
+            return ContextOverflowError(
+                message or "the prompt does not fit the upstream's context window",
+                prompt_tokens=prompt_tokens,
+                context_window=window,
+            )
+        return InvalidRequestError(
+            message or "the upstream model server rejected the request",
+            param=exc.param,
+            code=exc.code,
         )
-        usage = body.get("usage") if isinstance(body.get("usage"), dict) else {}
-        prompt = usage.get("prompt_tokens", generation.prompt_tokens)
-        completion = usage.get("completion_tokens", 1 if text else 0)
-        generation.prompt_tokens = int(prompt)
-        return GenerationOutcome(reason, Usage(prompt_tokens=prompt, completion_tokens=completion))
+    if isinstance(exc, openai.RateLimitError):
+        return OverloadedError(
+            f"the upstream model server is overloaded{said}",
+            retry_after_s=_retry_after(exc.response.headers.get("retry-after")),
+        )
+    if isinstance(exc, (openai.AuthenticationError, openai.PermissionDeniedError)):
+        return UpstreamError(
+            f"the upstream model server at {where} refused our credentials ({status}); "
+            "check CHATBOT_OPENAI_API_KEY"
+        )
+    if isinstance(exc, openai.NotFoundError):
+        return UpstreamError(
+            f"the upstream model server at {where} answered 404{said}; "
+            "check CHATBOT_OPENAI_BASE_URL and CHATBOT_MODEL"
+        )
+    if status == 413:
+        return PayloadTooLargeError(f"the upstream model server found the request too large{said}")
+    if status == 503:
+        return UnavailableError(f"the upstream model server is unavailable{said}")
+    if status == 504:
+        return UpstreamTimeoutError(f"the upstream model server timed out{said}")
+    return UpstreamError(f"the upstream model server answered {status}{said}")
 
 
-def _as_chatbot_error(exc: Exception, where: str) -> ChatbotError:
+def _stream_error(exc: Exception, where: str) -> ChatbotError:
+    """A failure while reading the stream: text may have gone out already, so always 5xx."""
     if isinstance(exc, ChatbotError):
         return exc
-    if isinstance(exc, httpx.TransportError):
-        return connection_error(exc, where)
+    if isinstance(exc, (openai.APITimeoutError, httpx.TimeoutException)):
+        return UpstreamTimeoutError(f"the upstream model server at {where} did not answer in time")
+    if isinstance(exc, (openai.APIConnectionError, httpx.TransportError)):
+        # openai>=2 wraps a broken stream in APIConnectionError, 1.x lets httpx's error through
+        return UpstreamError(f"the connection to the upstream model server at {where} failed")
+    if isinstance(exc, openai.APIError):  # an ``error`` object inside the stream
+        return UpstreamError(f"the upstream model server failed mid-reply: {exc.message}")
+    if isinstance(exc, ValueError):  # a ``data:`` line that is not JSON
+        return UpstreamError("the upstream model server sent a malformed stream chunk")
     logger.error("the upstream stream failed", exc_info=exc)
     return UpstreamError(f"reading the reply from the upstream model server at {where} failed")
+
+
+def _upstream_message(body: object) -> str:
+    """The upstream's own words: OpenAI's ``error.message`` or FastAPI's ``detail``."""
+    if isinstance(body, dict):
+        body = body.get("message") or body.get("detail") or ""
+    return str(body)[:2000] if body else ""
+
+
+def _retry_after(value: str | None) -> int:
+    """The upstream's Retry-After in whole seconds, passed on as it came (at least 1)."""
+    try:
+        return max(1, int(float(value or "1")))
+    except ValueError:
+        return 1
 
 
 def _estimate_tokens(messages: Sequence[Message]) -> int:
