@@ -6,15 +6,12 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from typing import Any
 
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 import chatbot
-from chatbot.service.admission import AdmissionControl
 from chatbot.api.error_handlers import install_handlers
-from chatbot.service.metrics import Metrics
 from chatbot.api.middleware import (
     AuthMiddleware,
     BodyLimitMiddleware,
@@ -25,9 +22,12 @@ from chatbot.api.openai.router import router as openai_router
 from chatbot.api.routes import conversations, health, prometheus, seed
 from chatbot.api.state import Runtime
 from chatbot.config import EngineSettings, LimitSettings, ServerSettings, StoreSettings
-from chatbot.service.protocol import ChatServiceProtocol
 from chatbot.engine import Engine, create_engine, warm_up
 from chatbot.errors import ChatbotError, ConfigurationError
+from chatbot.service.admission import AdmissionControl
+from chatbot.service.local import ChatService
+from chatbot.service.metrics import Metrics
+from chatbot.service.runner import ReplyLimits, ReplyRunner, StopReason
 
 logger = logging.getLogger(__name__)
 
@@ -39,9 +39,8 @@ def create_app(
     limits: LimitSettings,
     *,
     engine: Engine | None = None,
-    service: ChatServiceProtocol | None = None,
 ) -> FastAPI:
-    """Build the backend. Pass ``engine`` (loaded) or ``service`` to share them, as tests do."""
+    """Build the backend. Pass a loaded ``engine`` to share it, as tests do."""
     _check_cors(server.cors_origins)
     admission = AdmissionControl(
         server.max_concurrent_requests, server.max_queued_requests, server.queue_timeout_s
@@ -51,12 +50,9 @@ def create_app(
         engine_settings=engine_settings,
         store_settings=store_settings,
         limits=limits,
-        admission=admission,
         metrics=Metrics(),
         engine=engine,
-        service=service,
         owns_engine=engine is None,
-        owns_service=service is None,
     )
     runtime.metrics.watch(
         lambda: admission.in_flight,
@@ -67,7 +63,7 @@ def create_app(
         title="chatbot backend",
         version=chatbot.__version__,
         description="The seed's API, an OpenAI-compatible API and the conversations API.",
-        lifespan=_lifespan,
+        lifespan=lambda app: _lifespan(app, admission),
     )
     app.state.runtime = runtime
     for router in (
@@ -105,15 +101,15 @@ def _check_cors(origins: list[str]) -> None:
 
 
 @contextlib.asynccontextmanager
-async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+async def _lifespan(app: FastAPI, admission: AdmissionControl) -> AsyncIterator[None]:
     runtime: Runtime = app.state.runtime
-    if runtime.engine is not None or runtime.service is not None:
-        # Parts were handed in (tests, embedding): be ready before the first request.
-        await _start(runtime)
+    if runtime.engine is not None:
+        # An engine was handed in (tests, embedding): be ready before the first request.
+        await _start(runtime, admission)
         background = None
     else:
         # Serve the probes while the model loads: /healthz 200, /readyz 503 until ready.
-        background = asyncio.create_task(_start_in_background(runtime))
+        background = asyncio.create_task(_start_in_background(runtime, admission))
     try:
         yield
     finally:
@@ -123,21 +119,36 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
             background.cancel()
             with contextlib.suppress(BaseException):
                 await background
-        for task in list(runtime.background):
-            task.cancel()
-        await asyncio.to_thread(_close, runtime)
+        await _close(runtime)
 
 
-async def _start(runtime: Runtime) -> None:
+async def _start(runtime: Runtime, admission: AdmissionControl) -> None:
     try:
         if runtime.engine is None:
             runtime.engine = create_engine(runtime.engine_settings)
         engine = runtime.engine
         await asyncio.to_thread(engine.load)
         if runtime.server.warmup:
-            await asyncio.to_thread(warm_up, engine)
-        if runtime.service is None:
-            runtime.service = await asyncio.to_thread(_open_service, runtime, engine)
+            await warm_up(engine)
+        runner = ReplyRunner(
+            engine,
+            admission,
+            runtime.metrics,
+            ReplyLimits(
+                queue_timeout_s=runtime.server.queue_timeout_s,
+                request_timeout_s=runtime.server.request_timeout_s,
+            ),
+        )
+        runtime.drain.on_abort.append(lambda: runner.stop_all(StopReason.SHUTDOWN))
+        runtime.runner = runner
+        runtime.service = await asyncio.to_thread(
+            ChatService.open,
+            runtime.engine_settings,
+            runtime.store_settings,
+            runtime.limits,
+            engine=engine,
+            runner=runner,
+        )
     except ChatbotError as exc:
         runtime.startup_error = exc.message
         logger.error("startup failed: %s", exc.message)
@@ -150,30 +161,16 @@ async def _start(runtime: Runtime) -> None:
     logger.info("ready: model %s", engine.model_id)
 
 
-async def _start_in_background(runtime: Runtime) -> None:
+async def _start_in_background(runtime: Runtime, admission: AdmissionControl) -> None:
     # The failure is recorded on the runtime (readyz says it; the server exits).
     with contextlib.suppress(Exception):
-        await _start(runtime)
+        await _start(runtime, admission)
 
 
-def _open_service(runtime: Runtime, engine: Engine) -> ChatServiceProtocol:
-    from chatbot.service.local import ChatService
-
-    service: Any = ChatService.open(
-        runtime.engine_settings,
-        runtime.store_settings,
-        runtime.limits,
-        engine=engine,
-        admission=runtime.admission,
-    )
-    assert isinstance(service, ChatServiceProtocol)
-    return service
-
-
-def _close(runtime: Runtime) -> None:
-    if runtime.owns_service and runtime.service is not None:
-        close = getattr(runtime.service, "close", None)
-        if close is not None:
-            close()
+async def _close(runtime: Runtime) -> None:
+    if runtime.service is not None:
+        await runtime.service.close()
+    if runtime.runner is not None:
+        await runtime.runner.close()
     if runtime.owns_engine and runtime.engine is not None:
-        runtime.engine.close()
+        await asyncio.to_thread(runtime.engine.close)

@@ -1,4 +1,4 @@
-"""FastAPI dependencies: the app's parts, reached through ``request.app.state``."""
+"""FastAPI dependencies: each route gets the part of the app it uses, through ``app.state``."""
 
 from __future__ import annotations
 
@@ -7,8 +7,11 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from chatbot.api.state import Runtime
-from chatbot.service.protocol import ChatServiceProtocol
+from chatbot.config import LimitSettings, ServerSettings
 from chatbot.errors import UnavailableError
+from chatbot.service.local import ChatService
+from chatbot.service.metrics import Metrics
+from chatbot.service.runner import ReplyRunner
 
 
 def get_runtime(request: Request) -> Runtime:
@@ -17,11 +20,46 @@ def get_runtime(request: Request) -> Runtime:
     return runtime
 
 
-def get_service(runtime: Annotated[Runtime, Depends(get_runtime)]) -> ChatServiceProtocol:
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+
+def _not_ready() -> UnavailableError:
+    return UnavailableError("the model is still loading; retry shortly", code="not_ready")
+
+
+def get_service(runtime: RuntimeDep) -> ChatService:
     if runtime.service is None or not runtime.ready.is_set():
-        raise UnavailableError("the service is still starting; retry shortly", code="not_ready")
+        raise _not_ready()
     return runtime.service
 
 
-RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
-ServiceDep = Annotated[ChatServiceProtocol, Depends(get_service)]
+def get_runner(runtime: RuntimeDep) -> ReplyRunner:
+    if runtime.runner is None or not runtime.ready.is_set():
+        raise _not_ready()
+    return runtime.runner
+
+
+def get_limits(runtime: RuntimeDep) -> LimitSettings:
+    return runtime.limits
+
+
+def get_server_settings(runtime: RuntimeDep) -> ServerSettings:
+    return runtime.server
+
+
+def get_metrics(runtime: RuntimeDep) -> Metrics:
+    return runtime.metrics
+
+
+def get_model_name(runtime: RuntimeDep) -> str:
+    if runtime.engine is not None:
+        return runtime.engine.model_id
+    return runtime.engine_settings.model
+
+
+ServiceDep = Annotated[ChatService, Depends(get_service)]
+RunnerDep = Annotated[ReplyRunner, Depends(get_runner)]
+LimitsDep = Annotated[LimitSettings, Depends(get_limits)]
+ServerSettingsDep = Annotated[ServerSettings, Depends(get_server_settings)]
+MetricsDep = Annotated[Metrics, Depends(get_metrics)]
+ModelNameDep = Annotated[str, Depends(get_model_name)]

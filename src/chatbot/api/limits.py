@@ -27,19 +27,3 @@ def check_messages(
                 param=f"{param}[{index}].content",
                 code="message_too_long",
             )
-
-
-def resolve_max_tokens(asked: int | None, limits: LimitSettings, param: str) -> int:
-    """The reply length: the asked one within the cap (400 beyond), else the default."""
-    if asked is None:
-        return min(limits.default_max_tokens, limits.max_tokens_cap)
-    if asked > limits.max_tokens_cap:
-        raise InvalidRequestError(
-            f"{param} is {asked} but this server allows at most {limits.max_tokens_cap} "
-            "(CHATBOT_MAX_TOKENS_CAP)",
-            param=param,
-            code="max_tokens_too_large",
-        )
-    if asked < 1:
-        raise InvalidRequestError(f"{param} must be at least 1 (got {asked})", param=param)
-    return asked

@@ -1,17 +1,21 @@
-"""Everything one app instance owns, kept on ``app.state.runtime`` (no module-level state)."""
+"""Everything one app instance owns, kept on ``app.state.runtime`` (no module-level state).
+
+Routes never take the whole :class:`Runtime`: :mod:`chatbot.api.deps` hands each one the part
+it uses (the reply runner, the service, the limits, the lifecycle).
+"""
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
-from chatbot.service.admission import AdmissionControl
-from chatbot.service.metrics import Metrics
 from chatbot.config import EngineSettings, LimitSettings, ServerSettings, StoreSettings
-from chatbot.service.protocol import ChatServiceProtocol
 from chatbot.engine import Engine
+from chatbot.service.local import ChatService
+from chatbot.service.metrics import Metrics
+from chatbot.service.runner import ReplyRunner
 
 
 class Drain:
@@ -24,6 +28,7 @@ class Drain:
         self._draining = threading.Event()
         self._aborted = threading.Event()
         self.started_at: float | None = None
+        self.on_abort: list[Callable[[], None]] = []
 
     @property
     def draining(self) -> bool:
@@ -40,8 +45,12 @@ class Drain:
             self._draining.set()
 
     def abort(self) -> None:
+        """End what still runs: every ``on_abort`` callback (the runner stops its replies)."""
         self.begin()
-        self._aborted.set()
+        if not self._aborted.is_set():
+            self._aborted.set()
+            for callback in self.on_abort:
+                callback()
 
 
 @dataclass
@@ -67,20 +76,21 @@ class ActiveRequests:
 
 @dataclass
 class Runtime:
-    """The app's parts; the lifespan fills ``engine`` and ``service`` and sets ``ready``."""
+    """The app's parts; the lifespan fills ``engine``, ``runner`` and ``service``."""
 
     server: ServerSettings
     engine_settings: EngineSettings
     store_settings: StoreSettings
     limits: LimitSettings
-    admission: AdmissionControl
     metrics: Metrics
     engine: Engine | None = None
-    service: ChatServiceProtocol | None = None
+    runner: ReplyRunner | None = None
+    service: ChatService | None = None
     owns_engine: bool = True
     owns_service: bool = True
     ready: threading.Event = field(default_factory=threading.Event)
     drain: Drain = field(default_factory=Drain)
     active: ActiveRequests = field(default_factory=ActiveRequests)
     startup_error: str | None = None
-    background: list[Any] = field(default_factory=list)
+    # When this app was built: the stable ``created`` of /v1/models.
+    started_at: int = field(default_factory=lambda: int(time.time()))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
@@ -35,6 +36,9 @@ class ReplyEvent(BaseModel):
     user_message: Message | None = None
     error: str | None = None
     error_code: str | None = None
+    # The OpenAI error object ({message, type, param, code}) of an ``error`` event, so a client
+    # rebuilds the same error class through chatbot.errors' table instead of parsing text.
+    error_body: dict[str, Any] | None = None
 
 
 class ConversationSummary(BaseModel):

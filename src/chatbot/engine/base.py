@@ -20,8 +20,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Protocol, TypeVar, runtime_checkable
 
@@ -29,6 +30,13 @@ from chatbot.domain import FinishReason, GenerationParams, Message, Usage
 from chatbot.errors import ChatbotError, GenerationError
 
 T = TypeVar("T")
+
+#: Who counts the chunks a model thread still produces after its reader cancelled (the
+#: ``chatbot_tokens_after_cancel`` metric). Set by the reply runner around ``generate()``; a
+#: context variable, so engines need not know about metrics and nothing is shared by accident.
+late_chunk_counter: ContextVar[Callable[[], None] | None] = ContextVar(
+    "late_chunk_counter", default=None
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +87,9 @@ class Engine(Protocol):
     def load(self) -> None:
         """Load weights; idempotent. Called at start or on first use, never at import."""
 
-    def generate(self, messages: Sequence[Message], params: GenerationParams) -> AsyncIterator[Chunk]:
+    def generate(
+        self, messages: Sequence[Message], params: GenerationParams
+    ) -> AsyncGenerator[Chunk, None]:
         """Stream the reply; see the module docstring for the chunk contract."""
 
     def close(self) -> None:
@@ -94,10 +104,13 @@ class ChunkChannel:
     thread reads :attr:`cancelled` before every step.
     """
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, on_late_chunk: Callable[[], None] | None = None
+    ) -> None:
         self._loop = loop
         self._items: asyncio.Queue[str | GenerationOutcome | BaseException] = asyncio.Queue()
         self._cancel = threading.Event()
+        self._on_late_chunk = on_late_chunk
 
     # -- model thread ----------------------------------------------------------------------
     @property
@@ -105,6 +118,10 @@ class ChunkChannel:
         return self._cancel.is_set()
 
     def push(self, item: str | GenerationOutcome | BaseException) -> None:
+        if self._cancel.is_set():
+            if isinstance(item, str) and self._on_late_chunk is not None:
+                self._on_late_chunk()
+            return
         # RuntimeError: the reader's loop has closed, so nobody is listening any more.
         with contextlib.suppress(RuntimeError):
             self._loop.call_soon_threadsafe(self._items.put_nowait, item)
@@ -130,7 +147,12 @@ class ChunkChannel:
                 if isinstance(item, BaseException):
                     raise GenerationError("the model failed while generating") from item
                 completion += 1
-                yield Chunk(item, Usage(accepted.prompt_tokens, completion), None, dropped)
+                yield Chunk(
+                    item,
+                    Usage(prompt_tokens=accepted.prompt_tokens, completion_tokens=completion),
+                    None,
+                    dropped,
+                )
         finally:
             self._cancel.set()
 
@@ -155,13 +177,13 @@ class PromptWorker:
 
 async def stream_threaded(
     worker: PromptWorker, submit: Callable[[ChunkChannel], Accepted]
-) -> AsyncIterator[Chunk]:
+) -> AsyncGenerator[Chunk, None]:
     """The :meth:`Engine.generate` of engines with a model thread.
 
     ``submit`` runs on the prompt worker: it fits and tokenizes the prompt, queues the request
     on the model thread with the channel, and says what it accepted (or raises).
     """
-    channel = ChunkChannel(asyncio.get_running_loop())
+    channel = ChunkChannel(asyncio.get_running_loop(), late_chunk_counter.get())
     try:
         accepted = await worker.run(lambda: submit(channel))
         async for chunk in channel.chunks(accepted):

@@ -16,7 +16,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
 import numpy as np
@@ -324,7 +324,7 @@ class LlamaCppEngine:
 
     def generate(
         self, messages: Sequence[Message], params: GenerationParams
-    ) -> AsyncIterator[Chunk]:
+    ) -> AsyncGenerator[Chunk, None]:
         state = self._state()
         return stream_threaded(
             state.prompts, lambda channel: self._submit(state, messages, params, channel)

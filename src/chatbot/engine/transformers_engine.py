@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -86,7 +86,7 @@ class TransformersEngine:
 
     def generate(
         self, messages: Sequence[Message], params: GenerationParams
-    ) -> AsyncIterator[Chunk]:
+    ) -> AsyncGenerator[Chunk, None]:
         state = self._state()
         return stream_threaded(
             state.prompts, lambda channel: self._submit(state, messages, params, channel)

@@ -1,8 +1,8 @@
 """``HttpChatService``: the chat service over the backend's HTTP API (the microservice frontend).
 
-It implements :class:`chatbot.service.protocol.ChatServiceProtocol` so the UI cannot tell it from the
-in-process service. Every HTTP status and transport failure is translated here, at the boundary,
-into the :mod:`chatbot.errors` class the in-process service would have raised.
+It implements :class:`chatbot.service.protocol.ChatServiceProtocol` so the UI cannot tell it
+from the in-process service. Every HTTP status and transport failure is translated here, at the
+boundary, into the :mod:`chatbot.errors` class the in-process service would have raised.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ from chatbot.errors import (
     UnavailableError,
     UpstreamError,
 )
+from chatbot.service.params import ServiceLimits
 
 logger = logging.getLogger(__name__)
 
@@ -199,6 +200,12 @@ class HttpChatService:
             if self._info is None:
                 self._info = self._json("GET", "/v1/info")
             return str(self._info.get("model", "unknown"))
+
+    def limits(self) -> ServiceLimits:
+        """The backend's limits, asked once with the model (``GET /v1/info``)."""
+        self.model_id  # noqa: B018 (fetches and caches /v1/info)
+        assert self._info is not None
+        return ServiceLimits(**self._info["limits"])
 
     def close(self) -> None:
         self._client.close()

@@ -1,22 +1,27 @@
-"""ChatService: the application that both the UI (monolith) and the API (backend) call.
+"""ChatService: conversations + engine + store, async; the application both deployments run.
 
-It ties the engine to the store: conversations are created, listed, renamed and deleted in the
-store; a message is stored, then answered by a :class:`~chatbot.replies.ReplyTask` that the
-service owns, so a reply goes on when the client that asked for it goes away, and any client
+The backend's routes await it on uvicorn's loop; the monolith's UI reaches the same object
+through :class:`chatbot.service.portal.PortalChatService`, so admission, limits and metrics
+are the same in both deployments.
+
+A message is stored, then answered by a :class:`~chatbot.service.runner.Reply` with the store
+as its sink, so the reply goes on when the client that asked for it goes away and any client
 can :meth:`ChatService.attach` to it again.
 
-Replicas: several services (processes) may share one PostgreSQL database. At most one reply
-runs per conversation across all of them (a unique partial index on streaming rows); a service
-attaches to a reply that another replica writes by polling its row, and stops it through a flag
-on that row that the owner reads within half a second.
+Replicas: several services may share one PostgreSQL database. At most one reply runs per
+conversation across all of them (a unique partial index on streaming rows); a service follows
+a reply that another replica writes by reading its row (the writer saves it twice a second),
+and stops it through a flag on that row that the writer reads at the same pace.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-import threading
-from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import TypeVar
 
 from chatbot.config import EngineSettings, LimitSettings, StoreSettings
 from chatbot.domain import (
@@ -24,33 +29,79 @@ from chatbot.domain import (
     ConversationSummary,
     ExportFormat,
     GenerationParams,
+    Message,
+    MessageStatus,
     ReplyEvent,
+    ReplyEventType,
     export,
     parse,
 )
 from chatbot.engine.base import Engine
 from chatbot.errors import ChatbotError, ConflictError, InvalidRequestError, UnavailableError
-from chatbot.service.runner import ReplyTask, follow_stored_reply
+from chatbot.service.admission import AdmissionControl
+from chatbot.service.metrics import Metrics
+from chatbot.service.params import ServiceLimits, resolve_params, stored_params
+from chatbot.service.runner import Reply, ReplyEnd, ReplyLimits, ReplyRunner, StopReason
 from chatbot.store import ConversationStore, ReplyStart
 from chatbot.store.models import MAX_TITLE_CHARS
 
-if TYPE_CHECKING:
-    from chatbot.service.admission import AdmissionControl
-
 logger = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
+ENDPOINT = "conversations"
 MAX_LIST_LIMIT = 200
 # How often partial text and heartbeats of running replies are saved.
 SAVE_INTERVAL_S = 0.5
 # How often a reader following another replica's reply looks at its row.
 FOLLOW_POLL_S = 0.25
 STOP_WAIT_S = 10.0
-CLOSE_WAIT_S = 10.0
-DEFAULT_QUEUE_TIMEOUT_S = 120.0
+FINISH_RETRIES = 3
+
+
+@dataclass
+class _LiveReply:
+    start: ReplyStart
+    reply: Reply
+    final: Message | None = None
+
+
+class _StoreSink:
+    """Stores a reply's end (retrying a database hiccup) before its readers see it."""
+
+    def __init__(self, service: ChatService, conversation_id: str, start: ReplyStart) -> None:
+        self._service = service
+        self._conversation_id = conversation_id
+        self._start = start
+        self.live: _LiveReply | None = None
+
+    async def finish(self, text: str, end: ReplyEnd) -> None:
+        store = self._service.store
+        try:
+            for attempt in range(FINISH_RETRIES):
+                try:
+                    final = await asyncio.to_thread(
+                        store.finish_reply,
+                        self._start.placeholder,
+                        content=text,
+                        status=end.status,
+                        stats=end.stats,
+                    )
+                    if self.live is not None:
+                        self.live.final = final
+                    return
+                except UnavailableError:
+                    if attempt == FINISH_RETRIES - 1:
+                        raise
+                    logger.warning("could not store the end of a reply (attempt %d)", attempt + 1)
+                    await asyncio.sleep(0.5 * (attempt + 1))
+        finally:
+            # Before readers see the end: a send right after ``done`` must not get a 409.
+            self._service._forget(self._conversation_id, self.live)
 
 
 class ChatService:
-    """Conversations + engine + store; implements :class:`chatbot.service.protocol.ChatServiceProtocol`."""
+    """Implements :class:`chatbot.service.protocol.AsyncChatService`; all methods are async."""
 
     def __init__(
         self,
@@ -58,19 +109,22 @@ class ChatService:
         store: ConversationStore,
         limits: LimitSettings,
         *,
-        admission: AdmissionControl | None = None,
+        runner: ReplyRunner | None = None,
     ) -> None:
         self._engine = engine
         self._store = store
         self._limits = limits
-        self._admission = admission
+        self.runner = runner or ReplyRunner(
+            engine,
+            AdmissionControl(max_concurrent=8, max_queued=32, queue_timeout_s=120.0),
+            Metrics(),
+            ReplyLimits(),
+        )
         self._owns_engine = False
-        self._lock = threading.Lock()
         # Conversation id -> its running reply; None while a reply is being set up.
-        self._replies: dict[str, ReplyTask | None] = {}
-        self._closed = threading.Event()
-        self._saver = threading.Thread(target=self._save_progress, name="reply-saver", daemon=True)
-        self._saver.start()
+        self._replies: dict[str, _LiveReply | None] = {}
+        self._saver: asyncio.Task[None] | None = None
+        self._closed = False
 
     @classmethod
     def open(
@@ -80,12 +134,9 @@ class ChatService:
         limits: LimitSettings,
         *,
         engine: Engine | None = None,
-        admission: AdmissionControl | None = None,
+        runner: ReplyRunner | None = None,
     ) -> ChatService:
-        """Open the store (migrations run here) and build the engine unless one is given.
-
-        The engine is not loaded here; its first use (or the caller's warm-up) loads it.
-        """
+        """Open the store (migrations run here) and build the engine unless one is given."""
         store = ConversationStore.open(store_settings.resolved_database_url())
         owns_engine = engine is None
         if engine is None:
@@ -96,7 +147,7 @@ class ChatService:
             except BaseException:
                 store.close()
                 raise
-        service = cls(engine, store, limits, admission=admission)
+        service = cls(engine, store, limits, runner=runner)
         service._owns_engine = owns_engine
         return service
 
@@ -105,44 +156,55 @@ class ChatService:
         return self._engine.model_id
 
     @property
-    def deployment(self) -> str:
-        return "monolith"
-
-    @property
     def store(self) -> ConversationStore:
         return self._store
 
-    def close(self) -> None:
+    @property
+    def metrics(self) -> Metrics:
+        return self.runner.metrics
+
+    def limits(self) -> ServiceLimits:
+        return ServiceLimits.of(self._limits)
+
+    async def close(self) -> None:
         """End running replies (``interrupted``, text kept), then close the store and engine."""
-        with self._lock:
-            if self._closed.is_set():
-                return
-            self._closed.set()
-            tasks = [t for t in self._replies.values() if t is not None]
-        for task in tasks:
-            task.abort()
-        for task in tasks:
-            task.wait_finished(CLOSE_WAIT_S)
-        self._saver.join(timeout=5)
-        self._store.close()
+        if self._closed:
+            return
+        self._closed = True
+        running = [live.reply for live in self._replies.values() if live is not None]
+        for reply in running:
+            reply.stop(StopReason.SHUTDOWN)
+        for reply in running:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(STOP_WAIT_S):
+                    await reply.wait_finished()
+        if self._saver is not None:
+            self._saver.cancel()
+            with contextlib.suppress(BaseException):
+                await self._saver
+        await asyncio.to_thread(self._store.close)
         if self._owns_engine:
-            self._engine.close()
+            await asyncio.to_thread(self._engine.close)
 
     # -- conversations -----------------------------------------------------------------
-    def create_conversation(
+    async def create_conversation(
         self,
         *,
         title: str | None = None,
         system_prompt: str | None = None,
         params: GenerationParams | None = None,
     ) -> Conversation:
-        return self._store.create_conversation(
-            title=self._valid_title(title),
-            system_prompt=self._valid_system_prompt(system_prompt),
-            params=self._capped(params),
+        return await self._db(
+            lambda: self._store.create_conversation(
+                title=self._valid_title(title),
+                system_prompt=self._valid_system_prompt(system_prompt),
+                params=resolve_params(params, self._limits, param="params.max_new_tokens"),
+            )
         )
 
-    def list_conversations(self, *, limit: int = 50, offset: int = 0) -> list[ConversationSummary]:
+    async def list_conversations(
+        self, *, limit: int = 50, offset: int = 0
+    ) -> list[ConversationSummary]:
         """Newest activity first (a new message counts; a rename does not)."""
         if not 1 <= limit <= MAX_LIST_LIMIT:
             raise InvalidRequestError(
@@ -150,14 +212,13 @@ class ChatService:
             )
         if offset < 0:
             raise InvalidRequestError(f"offset must not be negative, got {offset}", param="offset")
-        return self._store.list_conversations(limit=limit, offset=offset)
+        return await self._db(lambda: self._store.list_conversations(limit=limit, offset=offset))
 
-    def get_conversation(self, conversation_id: str) -> Conversation:
-        """All messages, oldest first. A reply in progress shows its last saved text (at most
-        about half a second old); :meth:`attach` gives the live text."""
-        return self._store.get_conversation(conversation_id)
+    async def get_conversation(self, conversation_id: str) -> Conversation:
+        """All messages, oldest first; a reply in progress shows its last saved text."""
+        return await self._db(lambda: self._store.get_conversation(conversation_id))
 
-    def update_conversation(
+    async def update_conversation(
         self,
         conversation_id: str,
         *,
@@ -166,91 +227,91 @@ class ChatService:
         params: GenerationParams | None = None,
     ) -> Conversation:
         """A title given here replaces the automatic one for good."""
-        return self._store.update_conversation(
-            conversation_id,
-            title=self._valid_title(title),
-            system_prompt=self._valid_system_prompt(system_prompt),
-            params=self._capped(params),
+        checked = (
+            None
+            if params is None
+            else resolve_params(params, self._limits, param="params.max_new_tokens")
+        )
+        return await self._db(
+            lambda: self._store.update_conversation(
+                conversation_id,
+                title=self._valid_title(title),
+                system_prompt=self._valid_system_prompt(system_prompt),
+                params=checked,
+            )
         )
 
-    def delete_conversation(self, conversation_id: str) -> None:
+    async def delete_conversation(self, conversation_id: str) -> None:
         """Stops a reply running here first; one on another replica ends with nowhere to go."""
-        self._stop_local(conversation_id)
-        self._store.delete_conversation(conversation_id)
+        await self._stop_local(conversation_id)
+        await self._db(lambda: self._store.delete_conversation(conversation_id))
 
-    def clear_conversation(self, conversation_id: str) -> Conversation:
-        self._stop_local(conversation_id)
-        return self._store.clear_conversation(conversation_id)
+    async def clear_conversation(self, conversation_id: str) -> Conversation:
+        await self._stop_local(conversation_id)
+        return await self._db(lambda: self._store.clear_conversation(conversation_id))
 
     # -- replies -----------------------------------------------------------------------
-    def send_message(self, conversation_id: str, content: str) -> Iterator[ReplyEvent]:
+    async def send_message(self, conversation_id: str, content: str) -> AsyncIterator[ReplyEvent]:
         """Store the user message and start the reply; return the stream of its events.
 
-        The work happens in this call, not on the first ``next()``: when it returns, the user
-        message and an assistant placeholder (status ``streaming``) are committed, and errors
-        (InvalidRequestError, NotFoundError, ConflictError, OverloadedError) come out here,
-        before any event. Reading the stream is optional: the reply runs to its end anyway.
+        When this returns, the user message and an assistant placeholder (``streaming``) are
+        committed; refusals (InvalidRequestError, NotFoundError, ConflictError,
+        OverloadedError) raise here, before any event. Reading the stream is optional.
         """
         text = self._valid_content(content)
-        return self._start_reply(
-            conversation_id,
-            lambda: self._store.begin_reply(conversation_id, user_content=text),
+        return await self._start_reply(
+            conversation_id, lambda: self._store.begin_reply(conversation_id, user_content=text)
         )
 
-    def regenerate(self, conversation_id: str) -> Iterator[ReplyEvent]:
+    async def regenerate(self, conversation_id: str) -> AsyncIterator[ReplyEvent]:
         """Delete the last assistant reply and answer the last user message again."""
-        return self._start_reply(
+        return await self._start_reply(
             conversation_id, lambda: self._store.begin_reply(conversation_id, regenerate=True)
         )
 
-    def edit_message(
+    async def edit_message(
         self, conversation_id: str, message_id: str, content: str
-    ) -> Iterator[ReplyEvent]:
-        """Replace an earlier user message and answer again from there.
-
-        Every message after the edited one is deleted (no branches are kept): the conversation
-        reads as if the user had written the new text in the first place.
-        """
+    ) -> AsyncIterator[ReplyEvent]:
+        """Replace an earlier user message and answer again; every later message goes."""
         text = self._valid_content(content)
-        return self._start_reply(
+        return await self._start_reply(
             conversation_id,
             lambda: self._store.begin_reply(
                 conversation_id, user_content=text, edit_message_id=message_id
             ),
         )
 
-    def attach(self, conversation_id: str) -> Iterator[ReplyEvent]:
-        """Re-attach to the reply in progress: start, the text so far as one delta, the rest.
+    async def attach(self, conversation_id: str) -> AsyncIterator[ReplyEvent] | None:
+        """The reply in progress: start, the text so far as one delta, the rest; None if none.
 
-        Yields nothing when no reply runs. A reply that another replica writes is followed by
-        polling its stored row (text in steps of about half a second) until it ends.
+        A reply that another replica writes is followed through its stored row.
         NotFoundError (at once) for an unknown conversation.
         """
-        with self._lock:
-            task = self._replies.get(conversation_id)
-        if task is not None and not task.broadcast.finished:
-            return task.broadcast.subscribe()
-        message = self._store.live_reply(conversation_id)
+        live = self._replies.get(conversation_id)
+        if live is not None and not live.reply.finished:
+            return self._events(conversation_id, live)
+        message = await self._db(lambda: self._store.live_reply(conversation_id))
         if message is None:
-            return iter(())
-        return follow_stored_reply(self._store, conversation_id, message, FOLLOW_POLL_S)
+            return None
+        return self._follow_stored(conversation_id, message)
 
-    def stop(self, conversation_id: str) -> bool:
+    async def stop(self, conversation_id: str) -> bool:
         """Stop the reply in progress; False when there was none.
 
-        A reply running here is cancelled (the model stops within a token) and this returns
-        once it is stored as ``stopped``; one on another replica is flagged, and its owner
-        stops it within about half a second.
+        A reply running here stops within a token and this returns once it is stored as
+        ``stopped``; one on another replica is flagged, and its writer stops it within about
+        half a second.
         """
-        if self._stop_local(conversation_id):
+        if await self._stop_local(conversation_id):
             return True
-        return self._store.request_stop(conversation_id)
+        return await self._db(lambda: self._store.request_stop(conversation_id))
 
     # -- files -------------------------------------------------------------------------
-    def export_conversation(self, conversation_id: str, fmt: ExportFormat) -> str:
-        return export(self._store.get_conversation(conversation_id), fmt)
+    async def export_conversation(self, conversation_id: str, fmt: ExportFormat) -> str:
+        conversation = await self.get_conversation(conversation_id)
+        return export(conversation, fmt)
 
-    def import_conversation(self, text: str, fmt: ExportFormat) -> Conversation:
+    async def import_conversation(self, text: str, fmt: ExportFormat) -> Conversation:
         """A new conversation from an exported file (CSV, JSON or OpenAI messages)."""
         parsed = parse(text, fmt)
         if len(parsed.messages) > self._limits.max_messages:
@@ -268,102 +329,168 @@ class ChatService:
                 )
         if parsed.title.strip() == "" or len(parsed.title) > MAX_TITLE_CHARS:
             parsed = parsed.model_copy(update={"title": parsed.title.strip()[:MAX_TITLE_CHARS]})
-        return self._store.import_conversation(
-            parsed.model_copy(
-                update={
-                    "system_prompt": self._valid_system_prompt(parsed.system_prompt),
-                    "params": self._capped(parsed.params),
-                }
-            )
+        conversation = parsed.model_copy(
+            update={
+                "system_prompt": self._valid_system_prompt(parsed.system_prompt),
+                "params": resolve_params(
+                    parsed.params, self._limits, param="params.max_new_tokens"
+                ),
+            }
         )
+        return await self._db(lambda: self._store.import_conversation(conversation))
 
     # -- internals ---------------------------------------------------------------------
-    def _start_reply(
+    async def _db(self, work: Callable[[], T]) -> T:
+        """Store calls block (SQLAlchemy's sync engine): off the event loop, in a worker."""
+        return await asyncio.to_thread(work)
+
+    async def _start_reply(
         self, conversation_id: str, begin: Callable[[], ReplyStart]
-    ) -> Iterator[ReplyEvent]:
-        with self._lock:
-            if self._closed.is_set():
-                raise UnavailableError("the service is shutting down", code="shutting_down")
-            if conversation_id in self._replies:
-                raise ConflictError(
-                    "a reply is already being written in this conversation; wait or stop it",
-                    param="conversation_id",
-                    code="reply_in_progress",
-                )
-            self._replies[conversation_id] = None
+    ) -> AsyncIterator[ReplyEvent]:
+        if self._closed:
+            raise UnavailableError("the service is shutting down", code="shutting_down")
+        if conversation_id in self._replies:
+            raise ConflictError(
+                "a reply is already being written in this conversation; wait or stop it",
+                param="conversation_id",
+                code="reply_in_progress",
+            )
+        self._replies[conversation_id] = None
         try:
             # The ticket comes first so that a full server refuses before anything is stored.
-            ticket = self._admission.reserve() if self._admission is not None else None
+            ticket = self.runner.reserve()
             try:
-                start = begin()
-                task = ReplyTask(
-                    engine=self._engine,
-                    store=self._store,
-                    start=start,
-                    params=self._cap(start.conversation.params),
+                start = await self._db(begin)
+                sink = _StoreSink(self, conversation_id, start)
+                reply = self.runner.start(
+                    start.conversation.prompt_messages(),
+                    stored_params(start.conversation.params, self._limits),
+                    endpoint=ENDPOINT,
                     ticket=ticket,
-                    queue_timeout_s=(
-                        self._admission.queue_timeout_s
-                        if self._admission is not None
-                        else DEFAULT_QUEUE_TIMEOUT_S
-                    ),
-                    on_finished=self._forget,
+                    sink=sink,
                 )
             except BaseException:
-                if ticket is not None:
-                    ticket.release()
+                ticket.release()
                 raise
         except BaseException:
-            with self._lock:
-                self._replies.pop(conversation_id, None)
+            self._replies.pop(conversation_id, None)
             raise
-        with self._lock:
-            self._replies[conversation_id] = task
-        task.begin()
-        return task.broadcast.subscribe()
+        live = _LiveReply(start, reply)
+        sink.live = live
+        self._replies[conversation_id] = live
+        self._ensure_saver()
+        return self._events(conversation_id, live)
 
-    def _forget(self, task: ReplyTask) -> None:
-        """Called by a task once its end is stored, before readers see ``done``."""
-        with self._lock:
-            if self._replies.get(task.conversation_id) is task:
-                del self._replies[task.conversation_id]
+    def _forget(self, conversation_id: str, live: _LiveReply | None) -> None:
+        if live is not None and self._replies.get(conversation_id) is live:
+            del self._replies[conversation_id]
 
-    def _stop_local(self, conversation_id: str) -> bool:
-        with self._lock:
-            task = self._replies.get(conversation_id)
-        if task is None:
+    async def _events(self, conversation_id: str, live: _LiveReply) -> AsyncIterator[ReplyEvent]:
+        yield ReplyEvent(
+            type=ReplyEventType.START,
+            conversation_id=conversation_id,
+            message=live.start.placeholder,
+            user_message=live.start.user_message,
+        )
+        async for item in live.reply.stream():
+            if isinstance(item, str):
+                yield ReplyEvent(
+                    type=ReplyEventType.DELTA, conversation_id=conversation_id, delta=item
+                )
+                continue
+            final = live.final or live.start.placeholder.model_copy(
+                update={"content": live.reply.text(), "status": item.status, "stats": item.stats}
+            )
+            yield end_event(conversation_id, final, item.error)
+
+    async def _follow_stored(
+        self, conversation_id: str, message: Message
+    ) -> AsyncIterator[ReplyEvent]:
+        """Follow a reply that another replica writes, by reading its row until it ends.
+
+        Polling is inherent here: the writer is another process and the database is all the
+        replicas share. The text arrives in the steps the writer saves it (twice a second).
+        """
+        yield ReplyEvent(
+            type=ReplyEventType.START,
+            conversation_id=conversation_id,
+            message=message.model_copy(update={"content": ""}),
+        )
+        sent = 0
+        current: Message | None = message
+        assert message.id is not None
+        message_id = message.id
+        while current is not None:
+            if len(current.content) > sent:
+                yield ReplyEvent(
+                    type=ReplyEventType.DELTA,
+                    conversation_id=conversation_id,
+                    delta=current.content[sent:],
+                )
+                sent = len(current.content)
+            if current.status is not MessageStatus.STREAMING:
+                failed = current.status is MessageStatus.ERROR
+                error = (
+                    ChatbotError("the reply failed", code="generation_error") if failed else None
+                )
+                yield end_event(conversation_id, current, error)
+                return
+            await asyncio.sleep(FOLLOW_POLL_S)
+            current = await self._db(lambda: self._store.reply_message(message_id))
+        yield ReplyEvent(
+            type=ReplyEventType.ERROR,
+            conversation_id=conversation_id,
+            error="the reply was deleted with its conversation",
+            error_code="not_found",
+        )
+
+    async def _stop_local(self, conversation_id: str) -> bool:
+        live = self._replies.get(conversation_id)
+        if live is None:
             return False
-        task.request_stop()
-        if not task.wait_finished(STOP_WAIT_S):
+        live.reply.stop()
+        try:
+            async with asyncio.timeout(STOP_WAIT_S):
+                await live.reply.wait_finished()
+        except TimeoutError:
             logger.warning("reply in %s did not stop within %.0fs", conversation_id, STOP_WAIT_S)
         return True
 
-    def _save_progress(self) -> None:
+    def _ensure_saver(self) -> None:
+        if self._saver is None or self._saver.done():
+            self._saver = asyncio.get_running_loop().create_task(
+                self._save_progress(), name="reply-saver"
+            )
+
+    async def _save_progress(self) -> None:
         """Save partial text and heartbeats twice a second; obey stop flags from replicas."""
-        while not self._closed.wait(SAVE_INTERVAL_S):
-            with self._lock:
-                tasks = [t for t in self._replies.values() if t is not None]
-            running = {t.placeholder.id: t for t in tasks if t.placeholder.id is not None}
+        while True:
+            await asyncio.sleep(SAVE_INTERVAL_S)
+            running = {
+                live.start.placeholder.id: live
+                for live in self._replies.values()
+                if live is not None and live.start.placeholder.id is not None
+            }
             if not running:
-                continue
+                return  # started again with the next reply
+            progress = {mid: live.reply.text() for mid, live in running.items() if mid}
             try:
-                flagged = self._store.save_progress(
-                    {mid: t.broadcast.text() for mid, t in running.items()}
-                )
+                flagged = await asyncio.to_thread(self._store.save_progress, progress)
             except ChatbotError as exc:
                 logger.warning("could not save reply progress: %s", exc.message)
                 continue
             for message_id in flagged:
-                running[message_id].request_stop()
+                running[message_id].reply.stop()
 
     def _valid_content(self, content: str) -> str:
         if not isinstance(content, str) or not content.strip():
             raise InvalidRequestError("content must be a non-empty string", param="content")
         if len(content) > self._limits.max_message_chars:
             raise InvalidRequestError(
-                f"content has {len(content)} characters; the limit is "
-                f"{self._limits.max_message_chars}",
+                f"content has {len(content)} characters but this server accepts at most "
+                f"{self._limits.max_message_chars} (CHATBOT_MAX_MESSAGE_CHARS)",
                 param="content",
+                code="message_too_long",
             )
         return content
 
@@ -384,16 +511,26 @@ class ChatService:
         if system_prompt is not None and len(system_prompt) > self._limits.max_message_chars:
             raise InvalidRequestError(
                 f"system_prompt has {len(system_prompt)} characters; the limit is "
-                f"{self._limits.max_message_chars}",
+                f"{self._limits.max_message_chars} (CHATBOT_MAX_MESSAGE_CHARS)",
                 param="system_prompt",
             )
         return system_prompt
 
-    def _capped(self, params: GenerationParams | None) -> GenerationParams | None:
-        """Reply length above the server's cap is lowered to the cap, not refused."""
-        return None if params is None else self._cap(params)
 
-    def _cap(self, params: GenerationParams) -> GenerationParams:
-        if params.max_new_tokens <= self._limits.max_tokens_cap:
-            return params
-        return params.model_copy(update={"max_new_tokens": self._limits.max_tokens_cap})
+def end_event(conversation_id: str, final: Message, error: ChatbotError | None) -> ReplyEvent:
+    """The last event of a reply: ``done`` with the stored message, or ``error`` with it."""
+    if error is None:
+        return ReplyEvent(type=ReplyEventType.DONE, conversation_id=conversation_id, message=final)
+    return ReplyEvent(
+        type=ReplyEventType.ERROR,
+        conversation_id=conversation_id,
+        message=final,
+        error=error.message,
+        error_code=error.code or error.error_type,
+        error_body={
+            "message": error.message,
+            "type": error.error_type,
+            "param": error.param,
+            "code": error.code,
+        },
+    )

@@ -1,7 +1,9 @@
 """The one interface the UI depends on, with two transports behind it.
 
-:class:`chatbot.service.local.ChatService` implements it in process (the monolith and the backend);
-:class:`chatbot.service.http.HttpChatService` implements it over HTTP (the microservice frontend).
+It is synchronous because Streamlit scripts are: in process it is
+:class:`chatbot.service.portal.PortalChatService` (the async service on one event loop in one
+thread), over HTTP :class:`chatbot.service.http.HttpChatService`.
+
 Every method raises only :mod:`chatbot.errors` exceptions, so callers handle one error tree.
 """
 
@@ -17,6 +19,7 @@ from chatbot.domain import (
     GenerationParams,
     ReplyEvent,
 )
+from chatbot.service.params import ServiceLimits
 
 
 @runtime_checkable
@@ -28,6 +31,9 @@ class ChatServiceProtocol(Protocol):
     @property
     def deployment(self) -> str:
         """'monolith' in process, 'microservices' over HTTP; the UI shows it in its title."""
+
+    def limits(self) -> ServiceLimits:
+        """What a request may ask for (reply length cap and default, text lengths)."""
 
     # -- conversations -----------------------------------------------------------------
     def create_conversation(

@@ -1,300 +1,342 @@
-"""Replies owned by the service: one thread generates, any number of readers follow.
+"""One reply = one asyncio task, from admission to its end; the only reply pipeline there is.
 
-A :class:`ReplyTask` consumes the engine's :class:`~chatbot.engine.base.Generation` in its own
-thread and keeps the text in a :class:`ReplyBroadcast`. Readers (the request that started the
-reply, and anyone who re-attaches later) subscribe to the broadcast; a reader going away
-stops nothing. Only :meth:`ReplyTask.request_stop` (or closing the service) ends a reply early.
+Every route and both deployments go through here: ``/chat`` and ``/v1/chat/completions`` run
+replies without a sink, conversation replies run with the store as their sink. The task owns,
+in one place:
+
+- the admission place (a ticket reserved before anything is stored, so a full server refuses
+  with 429 at once; waited for without polling);
+- the deadline (``request_timeout_s`` from admission on) and the stop reasons (stop, client
+  gone, shutdown, timeout): each is a cancel of the task, which closes the engine's stream, so
+  the engine stops within one step;
+- the metrics (time to first token, inter-token latency, tokens, cancellations) with the
+  route's label;
+- the sink, which stores the end before any reader sees it.
+
+Readers subscribe (any number, any time): the text so far as one piece, then each new piece,
+then the :class:`ReplyEnd`. A reader leaving stops nothing; the API's one-shot routes stop the
+reply themselves when their client goes away.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-import threading
 import time
-from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Protocol
 
-from chatbot.domain import (
-    FinishReason,
-    GenerationParams,
-    Message,
-    MessageStatus,
-    ReplyEvent,
-    ReplyEventType,
-    ReplyStats,
+from chatbot.domain import FinishReason, GenerationParams, Message, MessageStatus, ReplyStats
+from chatbot.engine.base import Chunk, Engine, late_chunk_counter
+from chatbot.errors import (
+    ChatbotError,
+    GenerationError,
+    RequestTimeoutError,
+    UnavailableError,
 )
-from chatbot.engine.base import Engine, Generation
-from chatbot.errors import ChatbotError, UnavailableError
-from chatbot.store import ConversationStore, ReplyStart
-
-if TYPE_CHECKING:
-    from chatbot.service.admission import Ticket
+from chatbot.service.admission import AdmissionControl, Ticket
+from chatbot.service.metrics import Metrics
 
 logger = logging.getLogger(__name__)
 
-QUEUE_POLL_S = 0.1
-FINISH_RETRIES = 3
+
+class StopReason(StrEnum):
+    """Why a reply ended early; also the label of ``chatbot_generations_cancelled``."""
+
+    STOP = "stop"  # the user pressed Stop (or another replica asked)
+    DISCONNECT = "disconnect"  # a one-shot request's client went away
+    TIMEOUT = "timeout"
+    SHUTDOWN = "shutdown"
 
 
-class ReplyBroadcast:
-    """The text of one reply so far and its final event, shared by the writer and readers."""
+@dataclass(frozen=True)
+class ReplyEnd:
+    """How a reply ended: what the store keeps and what readers get last."""
 
-    def __init__(self, start: ReplyEvent) -> None:
-        self.start = start
-        self._cond = threading.Condition()
-        self._chunks: list[str] = []
-        self._final: ReplyEvent | None = None
-
-    def append(self, chunk: str) -> None:
-        with self._cond:
-            self._chunks.append(chunk)
-            self._cond.notify_all()
-
-    def finish(self, event: ReplyEvent) -> None:
-        with self._cond:
-            self._final = event
-            self._cond.notify_all()
-
-    def text(self) -> str:
-        with self._cond:
-            return "".join(self._chunks)
-
-    @property
-    def finished(self) -> bool:
-        with self._cond:
-            return self._final is not None
-
-    def wait_finished(self, timeout: float | None = None) -> bool:
-        with self._cond:
-            return self._cond.wait_for(lambda: self._final is not None, timeout)
-
-    def subscribe(self) -> Iterator[ReplyEvent]:
-        """Start, then the text so far as one delta, then each new piece, then done or error."""
-        yield self.start
-        sent = 0
-        while True:
-            with self._cond:
-                while len(self._chunks) == sent and self._final is None:
-                    self._cond.wait()
-                pending = "".join(self._chunks[sent:])
-                sent = len(self._chunks)
-                final = self._final
-            if pending:
-                yield ReplyEvent(
-                    type=ReplyEventType.DELTA,
-                    conversation_id=self.start.conversation_id,
-                    delta=pending,
-                )
-            if final is not None:
-                yield final
-                return
+    status: MessageStatus
+    stats: ReplyStats
+    error: ChatbotError | None = None
 
 
-class ReplyTask:
-    """Generates one reply in a background thread and stores its progress and its end."""
+class ReplySink(Protocol):
+    """Where a reply's end is stored before readers see it (the conversations' store)."""
+
+    async def finish(self, text: str, end: ReplyEnd) -> None: ...
+
+
+@dataclass(frozen=True)
+class ReplyLimits:
+    """Time limits of one reply, from the server settings."""
+
+    queue_timeout_s: float = 120.0
+    request_timeout_s: float = 600.0
+
+
+class Reply:
+    """A reply in progress; created by :meth:`ReplyRunner.start`."""
 
     def __init__(
         self,
-        *,
-        engine: Engine,
-        store: ConversationStore,
-        start: ReplyStart,
+        runner: ReplyRunner,
+        messages: Sequence[Message],
         params: GenerationParams,
-        ticket: Ticket | None,
-        queue_timeout_s: float,
-        on_finished: Callable[[ReplyTask], None],
+        *,
+        endpoint: str,
+        ticket: Ticket,
+        sink: ReplySink | None,
     ) -> None:
-        assert start.conversation.id is not None
-        self.conversation_id = start.conversation.id
-        self.placeholder = start.placeholder
-        self.broadcast = ReplyBroadcast(
-            ReplyEvent(
-                type=ReplyEventType.START,
-                conversation_id=self.conversation_id,
-                message=start.placeholder,
-                user_message=start.user_message,
-            )
-        )
-        self._engine = engine
-        self._store = store
-        self._prompt = start.conversation.prompt_messages()
-        self._params = params
+        self._runner = runner
+        self._messages = list(messages)
+        self.params = params
+        self.endpoint = endpoint
         self._ticket = ticket
-        self._queue_timeout_s = queue_timeout_s
-        self._on_finished = on_finished
-        self._accepted_at = time.monotonic()
-        self._stop = threading.Event()
-        self._aborted = False
-        self._lock = threading.Lock()
-        self._generation: Generation | None = None
-        self._thread = threading.Thread(
-            target=self._run, name=f"reply-{self.conversation_id[:8]}", daemon=True
-        )
+        self._sink = sink
+        self._pieces: list[str] = []
+        self._text_length = 0
+        self.end: ReplyEnd | None = None
+        self._changed = asyncio.Condition()
+        self._accepted = asyncio.Event()
+        self._stop_reason: StopReason | None = None
+        self.arrived = time.monotonic()
+        self._task = asyncio.get_running_loop().create_task(self._run(), name=f"reply-{endpoint}")
 
-    def begin(self) -> None:
-        self._thread.start()
+    # -- control ---------------------------------------------------------------------------
+    @property
+    def queue_position(self) -> int:
+        """1 for the next in line, 0 once generating (or ended)."""
+        return self._ticket.position
 
-    def request_stop(self) -> None:
-        """Cancel the generation (the model stops within a token); the reply ends ``stopped``."""
-        self._stop.set()
-        with self._lock:
-            generation = self._generation
-        if generation is not None:
-            generation.cancel()
+    @property
+    def finished(self) -> bool:
+        return self.end is not None
 
-    def abort(self) -> None:
-        """Stop because the service closes: the reply ends ``interrupted``."""
-        self._aborted = True
-        self.request_stop()
+    def text(self) -> str:
+        return "".join(self._pieces)
 
-    def wait_finished(self, timeout: float | None = None) -> bool:
-        return self.broadcast.wait_finished(timeout)
+    def stop(self, reason: StopReason = StopReason.STOP) -> None:
+        """End the reply early; the engine stops within one step. Idempotent."""
+        if self.end is None and self._stop_reason is None:
+            self._stop_reason = reason
+            self._task.cancel()
 
-    # -- the thread --------------------------------------------------------------------
-    def _run(self) -> None:
-        generation: Generation | None = None
-        first_token_at: float | None = None
+    async def wait_finished(self) -> ReplyEnd:
+        await asyncio.shield(self._task)
+        assert self.end is not None
+        return self.end
+
+    async def wait_started(self) -> None:
+        """Until the prompt is accepted, or the reply waits in the queue, or it has ended.
+
+        The one-shot routes call this before answering, so a prompt that cannot fit is still a
+        plain 400 while a queued request gets its streaming answer (and heartbeats) at once.
+        """
+        if self._ticket.granted:
+            waiter = asyncio.ensure_future(self._accepted.wait())
+            await asyncio.wait({waiter, self._task}, return_when=asyncio.FIRST_COMPLETED)
+            waiter.cancel()
+        if self.end is not None and self.end.error is not None and not self._pieces:
+            raise self.end.error
+
+    async def stream(self) -> AsyncIterator[str | ReplyEnd]:
+        """The text so far as one piece, then each new piece, then the end."""
+        sent = 0
+
+        def ready() -> bool:
+            return len(self._pieces) > sent or self.finished
+
+        while True:
+            async with self._changed:
+                await self._changed.wait_for(ready)
+                pending = "".join(self._pieces[sent:])
+                sent = len(self._pieces)
+                end = self.end
+            if pending:
+                yield pending
+            if end is not None:
+                yield end
+                return
+
+    # -- the task --------------------------------------------------------------------------
+    async def _run(self) -> None:
+        first_at: float | None = None
+        last: Chunk | None = None
         error: ChatbotError | None = None
+        metrics = self._runner.metrics
         try:
-            self._wait_for_place()
-            if not self._stop.is_set():
-                generation = self._engine.start(self._prompt, self._params)
-                with self._lock:
-                    self._generation = generation
-                if self._stop.is_set():
-                    generation.cancel()
-                for chunk in generation:
-                    if first_token_at is None:
-                        first_token_at = time.monotonic()
-                    self.broadcast.append(chunk)
+            limits = self._runner.limits
+            if not self._ticket.granted:
+                await self._ticket.wait(limits.queue_timeout_s)
+            counter = late_chunk_counter.set(metrics.tokens_after_cancel.inc)
+            try:
+                async with asyncio.timeout(limits.request_timeout_s):
+                    stream = self._runner.engine.generate(self._messages, self.params)
+                    try:
+                        previous = time.monotonic()
+                        async for chunk in stream:
+                            last = chunk
+                            self._accepted.set()
+                            if not chunk.text:
+                                continue
+                            now = time.monotonic()
+                            if first_at is None:
+                                first_at = now
+                                metrics.time_to_first_token.labels(self.endpoint).observe(
+                                    now - self.arrived
+                                )
+                            else:
+                                metrics.inter_token_latency.labels(self.endpoint).observe(
+                                    now - previous
+                                )
+                            previous = now
+                            await self._append(chunk.text)
+                    finally:
+                        await stream.aclose()
+            finally:
+                late_chunk_counter.reset(counter)
+        except asyncio.CancelledError:
+            reason = self._stop_reason or StopReason.SHUTDOWN
+            self._stop_reason = reason
+            metrics.cancelled.labels(reason.value).inc()
+            if reason is StopReason.SHUTDOWN:
+                error = UnavailableError(
+                    "the server is shutting down; the reply was stopped", code="shutting_down"
+                )
+        except TimeoutError:
+            self._stop_reason = StopReason.TIMEOUT
+            metrics.cancelled.labels(StopReason.TIMEOUT.value).inc()
+            error = RequestTimeoutError(
+                f"the reply ran past the limit of {self._runner.limits.request_timeout_s:g} s "
+                "(CHATBOT_REQUEST_TIMEOUT_S) and was stopped",
+                code="request_timeout",
+            )
         except ChatbotError as exc:
             error = exc
         except Exception:
-            logger.exception("reply in conversation %s failed", self.conversation_id)
-            error = ChatbotError("the model failed while generating", code="generation_error")
+            logger.exception("a reply failed (%s)", self.endpoint)
+            error = GenerationError("the model failed while generating", code="generation_error")
         finally:
-            if self._ticket is not None:
-                self._ticket.release()
-        self._finish(generation, first_token_at, error)
+            self._ticket.release()
+        await self._finish(last, first_at, error)
 
-    def _wait_for_place(self) -> None:
-        """Wait in the admission queue, but leave it at once when stopped."""
-        ticket = self._ticket
-        if ticket is None:
-            return
-        deadline = time.monotonic() + self._queue_timeout_s
-        while not ticket.granted and not self._stop.is_set():
-            if time.monotonic() >= deadline:
-                ticket.wait(0)  # raises UnavailableError and frees the slot
-            self._stop.wait(QUEUE_POLL_S)
+    async def _append(self, text: str) -> None:
+        async with self._changed:
+            self._pieces.append(text)
+            self._text_length += len(text)
+            self._changed.notify_all()
 
-    def _finish(
-        self,
-        generation: Generation | None,
-        first_token_at: float | None,
-        error: ChatbotError | None,
-    ) -> None:
-        outcome = generation.outcome if generation is not None else None
-        if error is not None:
-            status = MessageStatus.ERROR
-            reason = FinishReason.ERROR
-        elif outcome is None or outcome.finish_reason is FinishReason.CANCELLED:
-            status = MessageStatus.INTERRUPTED if self._aborted else MessageStatus.STOPPED
-            reason = FinishReason.CANCELLED
+    def _end_of(
+        self, last: Chunk | None, first_at: float | None, error: ChatbotError | None
+    ) -> ReplyEnd:
+        reason = self._stop_reason
+        if error is not None and reason is None:
+            status, finish = MessageStatus.ERROR, FinishReason.ERROR
+        elif reason is StopReason.SHUTDOWN:
+            status, finish = MessageStatus.INTERRUPTED, FinishReason.CANCELLED
+        elif reason is not None:
+            status, finish = MessageStatus.STOPPED, FinishReason.CANCELLED
+        elif last is None or last.finish_reason is None:
+            status, finish = MessageStatus.ERROR, FinishReason.ERROR
+            error = GenerationError("the engine ended the reply without finishing it")
         else:
-            status, reason = MessageStatus.COMPLETE, outcome.finish_reason
-        ended = time.monotonic()
+            status, finish = MessageStatus.COMPLETE, last.finish_reason
+        usage = last.usage if last is not None else None
         stats = ReplyStats(
-            prompt_tokens=outcome.usage.prompt_tokens
-            if outcome
-            else (generation.prompt_tokens if generation else 0),
-            completion_tokens=outcome.usage.completion_tokens if outcome else 0,
-            time_to_first_token_s=(
-                round(first_token_at - self._accepted_at, 4) if first_token_at else None
-            ),
-            duration_s=round(ended - self._accepted_at, 4),
-            dropped_messages=(
-                outcome.dropped_messages
-                if outcome
-                else (generation.dropped_messages if generation else 0)
-            ),
-            finish_reason=reason,
+            prompt_tokens=usage.prompt_tokens if usage else 0,
+            completion_tokens=usage.completion_tokens if usage else 0,
+            time_to_first_token_s=round(first_at - self.arrived, 4) if first_at else None,
+            duration_s=round(time.monotonic() - self.arrived, 4),
+            dropped_messages=last.dropped_messages if last else 0,
+            finish_reason=finish,
         )
-        final = self._store_final(self.broadcast.text(), status, stats)
-        self._on_finished(self)
-        if error is None:
-            event = ReplyEvent(
-                type=ReplyEventType.DONE, conversation_id=self.conversation_id, message=final
-            )
-        else:
-            event = ReplyEvent(
-                type=ReplyEventType.ERROR,
-                conversation_id=self.conversation_id,
-                message=final,
-                error=error.message,
-                error_code=error.code or error.error_type,
-            )
-        self.broadcast.finish(event)
+        return ReplyEnd(status, stats, error)
 
-    def _store_final(self, text: str, status: MessageStatus, stats: ReplyStats) -> Message:
-        for attempt in range(FINISH_RETRIES):
+    async def _finish(
+        self, last: Chunk | None, first_at: float | None, error: ChatbotError | None
+    ) -> None:
+        end = self._end_of(last, first_at, error)
+        metrics = self._runner.metrics
+        metrics.tokens_generated.labels(self.endpoint).inc(end.stats.completion_tokens)
+        metrics.prompt_tokens.labels(self.endpoint).inc(end.stats.prompt_tokens)
+        if self._sink is not None:
             try:
-                return self._store.finish_reply(
-                    self.placeholder, content=text, status=status, stats=stats
-                )
-            except UnavailableError:
-                logger.warning("could not store the end of a reply (attempt %d)", attempt + 1)
-                time.sleep(0.5 * (attempt + 1))
-        # The row stays ``streaming`` with its last saved text; once its heartbeat is stale any
-        # replica (or the next start) marks it ``interrupted``.
-        return self.placeholder.model_copy(
-            update={"content": text, "status": status, "stats": stats}
+                await self._sink.finish(self.text(), end)
+            except ChatbotError as exc:
+                logger.warning("could not store the end of a reply: %s", exc.message)
+                end = ReplyEnd(MessageStatus.ERROR, end.stats, exc)
+        async with self._changed:
+            self.end = end
+            self._changed.notify_all()
+
+
+class ReplyRunner:
+    """Starts replies on one engine under one admission control and one set of metrics."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        admission: AdmissionControl,
+        metrics: Metrics,
+        limits: ReplyLimits,
+    ) -> None:
+        self.engine = engine
+        self.admission = admission
+        self.metrics = metrics
+        self.limits = limits
+        self._replies: set[Reply] = set()
+        self._closed = False
+
+    def reserve(self) -> Ticket:
+        """A place or a queue slot now; OverloadedError (counted) when full."""
+        if self._closed:
+            self.metrics.rejected.labels("shutting_down").inc()
+            raise UnavailableError("the server is shutting down", code="shutting_down")
+        try:
+            return self.admission.reserve()
+        except ChatbotError:
+            self.metrics.rejected.labels("overloaded").inc()
+            raise
+
+    def start(
+        self,
+        messages: Sequence[Message],
+        params: GenerationParams,
+        *,
+        endpoint: str,
+        ticket: Ticket | None = None,
+        sink: ReplySink | None = None,
+    ) -> Reply:
+        """Run one reply; reserve its place first unless the caller already did."""
+        reply = Reply(
+            self,
+            messages,
+            params,
+            endpoint=endpoint,
+            ticket=ticket if ticket is not None else self.reserve(),
+            sink=sink,
         )
+        self._replies.add(reply)
+        reply._task.add_done_callback(lambda _: self._replies.discard(reply))
+        return reply
 
+    @property
+    def running(self) -> int:
+        return len(self._replies)
 
-def follow_stored_reply(
-    store: ConversationStore, conversation_id: str, message: Message, poll_s: float
-) -> Iterator[ReplyEvent]:
-    """Follow a reply that another replica writes, by polling its row until it ends.
+    def stop_all(self, reason: StopReason) -> None:
+        """Stop every running reply now (a drain's grace is over); they store their ends."""
+        for reply in list(self._replies):
+            reply.stop(reason)
 
-    The text arrives in the steps the writer saves it (about twice a second). A writer that dies
-    stops its heartbeat; the row is then marked ``interrupted`` and the stream ends with it.
-    """
-    yield ReplyEvent(
-        type=ReplyEventType.START,
-        conversation_id=conversation_id,
-        message=message.model_copy(update={"content": ""}),
-    )
-    sent = 0
-    current: Message | None = message
-    while current is not None:
-        if len(current.content) > sent:
-            yield ReplyEvent(
-                type=ReplyEventType.DELTA,
-                conversation_id=conversation_id,
-                delta=current.content[sent:],
-            )
-            sent = len(current.content)
-        if current.status is not MessageStatus.STREAMING:
-            if current.status is MessageStatus.ERROR:
-                yield ReplyEvent(
-                    type=ReplyEventType.ERROR,
-                    conversation_id=conversation_id,
-                    message=current,
-                    error="the reply failed",
-                    error_code="generation_error",
-                )
-            else:
-                yield ReplyEvent(
-                    type=ReplyEventType.DONE, conversation_id=conversation_id, message=current
-                )
-            return
-        time.sleep(poll_s)
-        assert message.id is not None
-        current = store.reply_message(message.id)
-    yield ReplyEvent(
-        type=ReplyEventType.ERROR,
-        conversation_id=conversation_id,
-        error="the reply was deleted with its conversation",
-        error_code="not_found",
-    )
+    async def close(self, wait_s: float = 10.0) -> None:
+        """Stop every reply (``interrupted``, text kept) and wait for their ends to be stored."""
+        self._closed = True
+        replies = list(self._replies)
+        for reply in replies:
+            reply.stop(StopReason.SHUTDOWN)
+        if replies:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait_s):
+                    await asyncio.gather(*(r.wait_finished() for r in replies))

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from chatbot.service.protocol import ChatServiceProtocol
 from chatbot.domain import Conversation, MessageStatus, Role
 from chatbot.errors import ChatbotError, NotFoundError
+from chatbot.service.protocol import ChatServiceProtocol
 from chatbot.ui import banners, composer, reply_view, sidebar, state, transcript
 
 TITLES = {"monolith": "Monolithic ChatBot App", "microservices": "Microservices ChatBot App"}

@@ -15,9 +15,9 @@ from itertools import chain
 
 import streamlit as st
 
-from chatbot.service.protocol import ChatServiceProtocol
 from chatbot.domain import Message, ReplyEvent, ReplyEventType
 from chatbot.errors import ChatbotError, OverloadedError
+from chatbot.service.protocol import ChatServiceProtocol
 from chatbot.ui import banners, state
 from chatbot.ui.text import StreamEscaper, safe_markdown, stats_caption
 

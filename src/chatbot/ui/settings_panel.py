@@ -5,22 +5,22 @@ from __future__ import annotations
 import streamlit as st
 from pydantic import ValidationError
 
-from chatbot.service.protocol import ChatServiceProtocol
 from chatbot.domain import Conversation, GenerationParams
 from chatbot.errors import ChatbotError
+from chatbot.service.protocol import ChatServiceProtocol
 from chatbot.ui import banners, state
-
-MAX_REPLY_TOKENS = 2048
 
 
 def render(service: ChatServiceProtocol, conversation: Conversation) -> None:
     cid = conversation.id or ""
+    cap = service.limits().max_tokens_cap  # the server's, never a constant of the UI
     with st.expander("Settings", icon=":material/tune:"), st.form(f"chatbot.settings.{cid}"):
         st.text_area(
             "System prompt",
             value=conversation.system_prompt or "",
             key=f"chatbot.system.{cid}",
             placeholder="e.g. You are a concise assistant.",
+            max_chars=service.limits().max_system_prompt_chars,
             help="Instructions the model sees before every message of this conversation.",
         )
         st.slider(
@@ -35,8 +35,8 @@ def render(service: ChatServiceProtocol, conversation: Conversation) -> None:
         st.number_input(
             "Maximum reply length (tokens)",
             min_value=1,
-            max_value=MAX_REPLY_TOKENS,
-            value=min(conversation.params.max_new_tokens, MAX_REPLY_TOKENS),
+            max_value=cap,
+            value=min(conversation.params.max_new_tokens, cap),
             step=16,
             key=f"chatbot.max_tokens.{cid}",
         )

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from chatbot.service.protocol import ChatServiceProtocol
 from chatbot.domain import Conversation, ConversationSummary, ExportFormat
 from chatbot.errors import ChatbotError
+from chatbot.service.protocol import ChatServiceProtocol
 from chatbot.ui import banners, downloads, settings_panel, state
 
 NEW_KEY = "chatbot.new"

@@ -37,7 +37,9 @@ def _shared_service(backend_url: str | None, api_key: str | None) -> ChatService
 
         logger.info("UI talks to the backend at %s", backend_url)
         return HttpChatService(backend_url, api_key)
-    from chatbot.service.local import ChatService
+    from chatbot.service.portal import PortalChatService
 
     logger.info("UI runs the model in process")
-    return ChatService.open(load(EngineSettings), load(StoreSettings), load(LimitSettings))
+    return PortalChatService.open(
+        load(EngineSettings), load(StoreSettings), load(LimitSettings), load(ServerSettings)
+    )

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 
 from chatbot.api.body import StrictJSONRoute
-from chatbot.api.deps import RuntimeDep
+from chatbot.api.deps import LimitsDep, ModelNameDep, RunnerDep, RuntimeDep
 from chatbot.api.openai import serving
 from chatbot.api.openai.protocol import (
     ChatCompletion,
@@ -26,13 +26,13 @@ router = APIRouter(prefix="/v1", tags=["openai"], route_class=StrictJSONRoute)
 
 
 @router.get("/models", response_model=ModelList, responses=ERRORS)
-def list_models(runtime: RuntimeDep) -> ModelList:
-    return serving.list_models(runtime)
+def list_models(model: ModelNameDep, runtime: RuntimeDep) -> ModelList:
+    return serving.list_models(model, runtime.started_at)
 
 
 @router.get("/models/{model_id:path}", response_model=ModelCard, responses=ERRORS)
-def get_model(model_id: str, runtime: RuntimeDep) -> ModelCard:
-    for card in serving.list_models(runtime).data:
+def get_model(model_id: str, model: ModelNameDep, runtime: RuntimeDep) -> ModelCard:
+    for card in serving.list_models(model, runtime.started_at).data:
         if card.id == model_id:
             return card
     raise NotFoundError(f"no model {model_id!r}; see GET /v1/models", param="model")
@@ -50,6 +50,13 @@ def get_model(model_id: str, runtime: RuntimeDep) -> ModelCard:
     },
 )
 async def create_chat_completion(
-    body: ChatCompletionRequest, request: Request, runtime: RuntimeDep
+    body: ChatCompletionRequest,
+    request: Request,
+    runner: RunnerDep,
+    limits: LimitsDep,
+    model: ModelNameDep,
+    runtime: RuntimeDep,
 ) -> Response:
-    return await serving.create_chat_completion(body, runtime, request.receive)
+    return await serving.create_chat_completion(
+        body, request, runner, limits, model, runtime.server.heartbeat_s
+    )

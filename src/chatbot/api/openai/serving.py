@@ -8,14 +8,12 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
-from starlette.types import Receive
 
-from chatbot.api import sse
-from chatbot.api.error_handlers import body_of, error_body
-from chatbot.api.generation import EngineCall, Finished, Ping, Text, run_to_end
-from chatbot.api.limits import check_messages, resolve_max_tokens
+from chatbot.api.error_handlers import body_of
+from chatbot.api.limits import check_messages
 from chatbot.api.openai.protocol import (
     AssistantMessage,
     ChatCompletion,
@@ -29,9 +27,12 @@ from chatbot.api.openai.protocol import (
     ModelList,
     UsageInfo,
 )
-from chatbot.api.state import Runtime
-from chatbot.domain import FinishReason, GenerationParams, Message, Role, Usage
-from chatbot.errors import ChatbotError, InvalidRequestError
+from chatbot.api.streaming import DONE, compact, event_stream, one_shot_events, one_shot_text
+from chatbot.config import LimitSettings
+from chatbot.domain import FinishReason, GenerationParams, Message, ReplyStats, Role
+from chatbot.errors import InvalidRequestError
+from chatbot.service.params import resolve_params
+from chatbot.service.runner import Reply, ReplyRunner, StopReason
 
 logger = logging.getLogger(__name__)
 
@@ -39,18 +40,8 @@ ENDPOINT = "chat_completions"
 _ROLES = {"system": Role.SYSTEM, "developer": Role.SYSTEM, "user": Role.USER}
 
 
-def list_models(runtime: Runtime) -> ModelList:
-    return ModelList(data=[ModelCard(id=model_name(runtime), created=_started(runtime))])
-
-
-def model_name(runtime: Runtime) -> str:
-    if runtime.engine is not None:
-        return runtime.engine.model_id
-    return runtime.engine_settings.model
-
-
-def _started(runtime: Runtime) -> int:
-    return int(time.time())
+def list_models(model: str, created: int) -> ModelList:
+    return ModelList(data=[ModelCard(id=model, created=created)])
 
 
 def check_supported(request: ChatCompletionRequest) -> None:
@@ -122,20 +113,20 @@ def _text_of(message: ChatMessage, index: int) -> str:
     return "".join(texts)
 
 
-def to_params(request: ChatCompletionRequest, runtime: Runtime) -> GenerationParams:
+def to_params(request: ChatCompletionRequest, limits: LimitSettings) -> GenerationParams:
+    """OpenAI's fields as our parameters; the caps are applied by the one resolver."""
+    asked: int | None = request.max_tokens
+    param = "max_tokens"
     if request.max_completion_tokens is not None:
-        max_new = resolve_max_tokens(
-            request.max_completion_tokens, runtime.limits, "max_completion_tokens"
-        )
-    else:
-        max_new = resolve_max_tokens(request.max_tokens, runtime.limits, "max_tokens")
+        asked, param = request.max_completion_tokens, "max_completion_tokens"
+    if asked is not None and asked < 1:
+        raise InvalidRequestError(f"{param} must be at least 1 (got {asked})", param=param)
     stop: tuple[str, ...] = ()
     if isinstance(request.stop, str):
         stop = (request.stop,)
     elif request.stop is not None:
         stop = tuple(request.stop)
     fields: dict[str, Any] = {
-        "max_new_tokens": max_new,
         # OpenAI's defaults: temperature 1, top_p 1.
         "temperature": 1.0 if request.temperature is None else request.temperature,
         "top_p": 1.0 if request.top_p is None else request.top_p,
@@ -143,46 +134,56 @@ def to_params(request: ChatCompletionRequest, runtime: Runtime) -> GenerationPar
         "seed": request.seed,
     }
     try:
-        return GenerationParams(**fields)
+        params = GenerationParams(**fields)
     except ValidationError as exc:
         first = exc.errors()[0]
         name = str(first["loc"][0]) if first["loc"] else "stop"
-        param = {"max_new_tokens": "max_tokens"}.get(name, name)
-        raise InvalidRequestError(f"{param}: {first['msg']}", param=param) from None
+        raise InvalidRequestError(f"{name}: {first['msg']}", param=name) from None
+    if asked is not None:  # checked against the cap by the resolver, not the domain's bound
+        params = params.model_copy(update={"max_new_tokens": asked})
+    return resolve_params(params, limits, param=param)
 
 
-def finish_reason(reason: FinishReason) -> str:
+def finish_reason(reason: FinishReason | None) -> str:
     return "length" if reason is FinishReason.LENGTH else "stop"
 
 
-def usage_of(usage: Usage) -> UsageInfo:
+def usage_of(stats: ReplyStats) -> UsageInfo:
     return UsageInfo(
-        prompt_tokens=usage.prompt_tokens,
-        completion_tokens=usage.completion_tokens,
-        total_tokens=usage.total_tokens,
+        prompt_tokens=stats.prompt_tokens,
+        completion_tokens=stats.completion_tokens,
+        total_tokens=stats.prompt_tokens + stats.completion_tokens,
     )
 
 
 async def create_chat_completion(
-    request: ChatCompletionRequest, runtime: Runtime, receive: Receive
+    request: ChatCompletionRequest,
+    http: Request,
+    runner: ReplyRunner,
+    limits: LimitSettings,
+    model: str,
+    heartbeat_s: float,
 ) -> Response:
     check_supported(request)
     messages = to_messages(request)
-    check_messages(messages, runtime.limits)
-    params = to_params(request, runtime)
-    call = EngineCall(runtime, messages, params, ENDPOINT)
+    check_messages(messages, limits)
+    params = to_params(request, limits)
+    reply = runner.start(messages, params, endpoint=ENDPOINT)  # 429 here, before any answer
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     created = int(time.time())
-    model = model_name(runtime)
+    try:
+        await reply.wait_started()  # 400 / 503 while a plain status is still possible
+    except BaseException:
+        reply.stop(StopReason.DISCONNECT)
+        raise
     if request.stream:
-        await call.admit()  # 429 / 400 / 503 while a plain status is still possible
         include_usage = bool(request.stream_options and request.stream_options.include_usage)
-        body = _stream(call, completion_id, created, model, include_usage)
-        return sse.event_stream(body)
-    result = await run_to_end(call, receive)
-    if result is None:
-        return Response(status_code=499)  # the client left; nobody reads this
-    text, outcome = result
+        body = _stream(reply, completion_id, created, model, include_usage)
+        return event_stream(body, heartbeat_s)
+    result = await one_shot_text(reply, http)
+    if isinstance(result, Response):
+        return result
+    text, end = result
     completion = ChatCompletion(
         id=completion_id,
         created=created,
@@ -190,18 +191,18 @@ async def create_chat_completion(
         choices=[
             Choice(
                 message=AssistantMessage(content=text),
-                finish_reason=finish_reason(outcome.finish_reason),
+                finish_reason=finish_reason(end.stats.finish_reason),
             )
         ],
-        usage=usage_of(outcome.usage),
+        usage=usage_of(end.stats),
     )
     return JSONResponse(completion.model_dump(mode="json"))
 
 
 async def _stream(
-    call: EngineCall, completion_id: str, created: int, model: str, include_usage: bool
-) -> AsyncIterator[bytes]:
-    def chunk(delta: Delta, reason: str | None = None) -> bytes:
+    reply: Reply, completion_id: str, created: int, model: str, include_usage: bool
+) -> AsyncIterator[str]:
+    def chunk(delta: Delta, reason: str | None = None) -> str:
         body = ChatCompletionChunk(
             id=completion_id,
             created=created,
@@ -211,35 +212,27 @@ async def _stream(
         payload = body.model_dump(mode="json")
         # OpenAI leaves unset delta fields out ({"content": "..."}), not null.
         payload["choices"][0]["delta"] = delta.model_dump(mode="json", exclude_none=True)
-        return sse.data(payload)
+        return compact(payload)
 
-    try:
-        sent_role = False
-        async for item in call.items():
-            if isinstance(item, Ping):
-                yield sse.PING
-                continue
-            if not sent_role:
-                sent_role = True
-                yield chunk(Delta(role="assistant", content=""))
-            if isinstance(item, Text):
-                yield chunk(Delta(content=item.text))
-            elif isinstance(item, Finished):
-                yield chunk(Delta(), finish_reason(item.outcome.finish_reason))
-                if include_usage:
-                    final = ChatCompletionChunk(
-                        id=completion_id,
-                        created=created,
-                        model=model,
-                        choices=[],
-                        usage=usage_of(item.outcome.usage),
-                    )
-                    yield sse.data(final.model_dump(mode="json"))
-                yield sse.DONE
-    except ChatbotError as exc:
-        yield sse.data(body_of(exc))
-    except Exception:
-        logger.exception("a completion stream failed")
-        yield sse.data(error_body("the server failed while streaming", "server_error"))
-    finally:
-        call.close()
+    sent_role = False
+    async for item in one_shot_events(reply):
+        if not sent_role:
+            sent_role = True
+            yield chunk(Delta(role="assistant", content=""))
+        if isinstance(item, str):
+            yield chunk(Delta(content=item))
+            continue
+        if item.error is not None:
+            yield compact(body_of(item.error))
+            return
+        yield chunk(Delta(), finish_reason(item.stats.finish_reason))
+        if include_usage:
+            final = ChatCompletionChunk(
+                id=completion_id,
+                created=created,
+                model=model,
+                choices=[],
+                usage=usage_of(item.stats),
+            )
+            yield compact(final.model_dump(mode="json"))
+        yield DONE

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 import chatbot
-from chatbot.api.deps import RuntimeDep
+from chatbot.api.deps import LimitsDep, ModelNameDep, RuntimeDep
 from chatbot.api.error_handlers import error_body
+from chatbot.service.params import ServiceLimits
 
 router = APIRouter(tags=["probes"])
 
@@ -39,6 +41,11 @@ info_router = APIRouter(prefix="/v1", tags=["info"])
 
 
 @info_router.get("/info")
-def info(runtime: RuntimeDep) -> dict[str, Any]:
-    model = runtime.engine.model_id if runtime.engine is not None else runtime.engine_settings.model
-    return {"model": model, "deployment": "microservices", "version": chatbot.__version__}
+def info(model: ModelNameDep, limits: LimitsDep) -> dict[str, Any]:
+    """The model, and the limits a client builds its controls from (the UI over HTTP)."""
+    return {
+        "model": model,
+        "deployment": "microservices",
+        "version": chatbot.__version__,
+        "limits": asdict(ServiceLimits.of(limits)),
+    }

@@ -7,12 +7,12 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from chatbot.api.body import StrictJSONRoute
-from chatbot.api.deps import RuntimeDep
-from chatbot.api.generation import EngineCall, run_to_end
-from chatbot.api.limits import resolve_max_tokens
+from chatbot.api.deps import LimitsDep, RunnerDep
+from chatbot.api.streaming import one_shot_text
 from chatbot.config import LimitSettings
-from chatbot.domain import GenerationParams, from_wire
+from chatbot.domain import from_wire
 from chatbot.errors import InvalidRequestError
+from chatbot.service.params import resolve_params
 
 router = APIRouter(tags=["seed"], route_class=StrictJSONRoute)
 
@@ -33,13 +33,15 @@ def root() -> dict[str, str]:
 
 
 @router.post("/chat", response_model=str)
-async def chat(body: SeedChatRequest, request: Request, runtime: RuntimeDep) -> Response:
-    _check_limits(body, runtime.limits)
+async def chat(
+    body: SeedChatRequest, request: Request, runner: RunnerDep, limits: LimitsDep
+) -> Response:
+    _check_limits(body, limits)
     messages = from_wire(body.past_user_inputs, body.generated_responses, body.user_input)
-    params = GenerationParams(max_new_tokens=resolve_max_tokens(None, runtime.limits, "max_tokens"))
-    result = await run_to_end(EngineCall(runtime, messages, params, "seed_chat"), request.receive)
-    if result is None:
-        return Response(status_code=499)
+    reply = runner.start(messages, resolve_params(None, limits), endpoint="seed_chat")
+    result = await one_shot_text(reply, request)
+    if isinstance(result, Response):
+        return result
     return JSONResponse(result[0])
 
 

@@ -1,0 +1,150 @@
+"""Replies over HTTP: SSE through sse-starlette (heartbeats included), or one JSON answer.
+
+Two kinds of reply reach here, both run by :mod:`chatbot.service.runner`:
+
+- one-shot replies (``/chat``, ``/v1/chat/completions``): the client owns the reply, so its
+  going away stops the model (counted as ``disconnect``);
+- conversation replies: the service owns the reply, so a client going away only stops reading
+  and the reply goes on for the next reader.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator, Awaitable
+from typing import Any, TypeVar
+
+from fastapi import Request
+from fastapi.responses import JSONResponse, Response
+from sse_starlette import EventSourceResponse
+
+from chatbot.api.error_handlers import body_of
+from chatbot.domain import ReplyEvent, ReplyEventType
+from chatbot.errors import ChatbotError, GenerationError
+from chatbot.service.runner import Reply, ReplyEnd, StopReason
+
+T = TypeVar("T")
+
+# no-cache: nobody stores a live stream; X-Accel-Buffering: nginx must not buffer it.
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+DONE = "[DONE]"
+CLIENT_CLOSED = 499  # nginx's code: nobody reads it, the client has gone
+
+
+def compact(payload: Any) -> str:
+    """Compact JSON on one line, UTF-8 (an SSE ``data:`` field must not contain newlines)."""
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+
+
+def event_stream(body: AsyncIterator[str], heartbeat_s: float) -> EventSourceResponse:
+    """Each item is one ``data:`` event; a ``: ping`` comment every ``heartbeat_s`` of silence."""
+    return EventSourceResponse(body, headers=SSE_HEADERS, ping=heartbeat_s, sep="\n")
+
+
+async def until_done_or_gone(work: Awaitable[T], request: Request) -> T | None:
+    """The result of ``work``, or None when the client disconnects first."""
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_disconnected(request))
+    try:
+        done, _ = await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        if task in done:
+            return task.result()
+        return None
+    finally:
+        watcher.cancel()
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+
+
+async def _disconnected(request: Request) -> None:
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+async def one_shot_text(reply: Reply, request: Request) -> tuple[str, ReplyEnd] | Response:
+    """The whole text of a one-shot reply; a 499 (and the model stopped) if the client left."""
+    end = await until_done_or_gone(reply.wait_finished(), request)
+    if end is None:
+        reply.stop(StopReason.DISCONNECT)
+        return Response(status_code=CLIENT_CLOSED)
+    if end.error is not None:
+        raise end.error
+    return reply.text(), end
+
+
+async def one_shot_events(reply: Reply) -> AsyncIterator[str | ReplyEnd]:
+    """A one-shot reply's pieces; leaving early (client gone) stops the model."""
+    try:
+        async for item in reply.stream():
+            yield item
+    finally:
+        reply.stop(StopReason.DISCONNECT)
+
+
+# -- conversation replies ------------------------------------------------------------------
+async def serve_conversation_reply(
+    events: AsyncIterator[ReplyEvent], *, stream: bool, heartbeat_s: float
+) -> Response:
+    """SSE of the reply's events, or its final message as JSON (errors as statuses)."""
+    if stream:
+        return event_stream(_frames(events), heartbeat_s)
+    last: ReplyEvent | None = None
+    async for event in events:
+        last = event
+    if last is not None and last.type is ReplyEventType.DONE and last.message is not None:
+        return JSONResponse(last.message.model_dump(mode="json"))
+    if last is not None and last.type is ReplyEventType.ERROR:
+        raise error_of(last)
+    raise GenerationError("the reply ended without a final message")
+
+
+async def _frames(events: AsyncIterator[ReplyEvent]) -> AsyncIterator[str]:
+    try:
+        async for event in events:
+            yield event.model_dump_json()
+    except ChatbotError as exc:
+        yield compact(error_event_payload(exc))
+
+
+def error_event_payload(exc: ChatbotError, conversation_id: str = "") -> dict[str, Any]:
+    event = ReplyEvent(
+        type=ReplyEventType.ERROR,
+        conversation_id=conversation_id,
+        error=exc.message,
+        error_code=exc.code,
+        error_body=body_of(exc)["error"],
+    )
+    return event.model_dump(mode="json")
+
+
+def error_of(event: ReplyEvent) -> ChatbotError:
+    """The error an ``error`` event stands for, rebuilt from its OpenAI error object."""
+    from chatbot.service.http import error_from_response
+
+    body = {"error": event.error_body} if event.error_body else {}
+    status = _status_of(event)
+    return error_from_response(status, json.dumps(body), {})
+
+
+def _status_of(event: ReplyEvent) -> int:
+    error_type = (event.error_body or {}).get("type")
+    for cls in _error_classes():
+        if cls.error_type == error_type:
+            return cls.status_code
+    return GenerationError.status_code
+
+
+def _error_classes() -> list[type[ChatbotError]]:
+    found: list[type[ChatbotError]] = []
+    pending: list[type[ChatbotError]] = [ChatbotError]
+    while pending:
+        cls = pending.pop()
+        found.append(cls)
+        pending.extend(cls.__subclasses__())
+    return found
