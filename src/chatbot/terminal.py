@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
+import queue
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import AsyncGenerator, Iterator
+from concurrent.futures import Future
 from pathlib import Path
 from types import FrameType
 from typing import Protocol, TextIO
 
 import httpx
+from httpx_sse import SSEError, connect_sse
 
 from chatbot.domain import (
     Conversation,
@@ -20,8 +25,17 @@ from chatbot.domain import (
     Message,
     export,
 )
-from chatbot.engine import Engine, Generation
-from chatbot.errors import BackendUnreachableError, ChatbotError, UpstreamError
+from chatbot.engine import Engine
+from chatbot.errors import (
+    BackendUnreachableError,
+    ChatbotError,
+    GenerationError,
+    UpstreamError,
+    error_from_event,
+    from_http,
+)
+
+logger = logging.getLogger(__name__)
 
 HELP = "commands: /clear, /system TEXT, /save FILE (.csv .json .md .openai.json), /help, /quit"
 
@@ -33,33 +47,99 @@ class ReplySource(Protocol):
 
     def cancel(self) -> None: ...
 
+    def close(self) -> None: ...
+
+
+_END = object()
+
 
 class EngineReplies:
+    """The engine in this process, driven from the terminal's blocking loop.
+
+    ``generate()`` is async while the terminal reads stdin and takes Ctrl-C in the main thread.
+    One event loop in one helper thread, started once, runs each reply as a task; its text
+    crosses to the main thread through a queue (the main thread blocks there, where a signal
+    still interrupts it). :meth:`cancel`, called from the SIGINT handler, cancels the task; that
+    closes the engine's stream, and the engine stops within one step.
+    """
+
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
-        self._current: Generation | None = None
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run_loop, name="terminal-loop", daemon=True)
+        self._thread.start()
+        self._current: Future[None] | None = None
+
+    def _run_loop(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        try:
+            self._loop.run_forever()
+        finally:
+            self._loop.run_until_complete(self._loop.shutdown_asyncgens())
+            self._loop.close()
 
     def stream(self, messages: list[Message], params: GenerationParams) -> Iterator[str]:
-        self._current = generation = self._engine.start(messages, params)
+        out: queue.SimpleQueue[object] = queue.SimpleQueue()
+        reply = self._pump(messages, params, out)
+        self._current = current = asyncio.run_coroutine_threadsafe(reply, self._loop)
+        # Done, failed or cancelled (even before it started): the reader stops waiting.
+        # SimpleQueue.put is reentrant, so this may run inside the SIGINT handler.
+        current.add_done_callback(lambda _: out.put(_END))
         try:
-            yield from generation
+            while (item := out.get()) is not _END:
+                if isinstance(item, ChatbotError):
+                    raise item
+                yield str(item)
         finally:
-            generation.cancel()
+            current.cancel()
             self._current = None
+
+    async def _pump(
+        self, messages: list[Message], params: GenerationParams, out: queue.SimpleQueue[object]
+    ) -> None:
+        chunks = self._engine.generate(messages, params)
+        try:
+            async for chunk in chunks:
+                if chunk.text:
+                    out.put(chunk.text)
+        except ChatbotError as exc:
+            out.put(exc)
+        except Exception as exc:  # the engine's bug: a line in the chat, the traceback logged
+            logger.error("the engine failed while generating", exc_info=exc)
+            out.put(GenerationError("the model failed while generating"))
+        finally:
+            if isinstance(chunks, AsyncGenerator):
+                await chunks.aclose()  # on cancel too: that is what stops the engine
 
     def cancel(self) -> None:
         current = self._current
         if current is not None:
-            current.cancel()
+            current.cancel()  # thread-safe: cancels the task on the terminal's loop
+
+    def close(self) -> None:
+        self.cancel()
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join()
 
 
 class BackendReplies:
-    """The backend's OpenAI-compatible route, streamed."""
+    """The backend's OpenAI-compatible route, streamed.
 
-    def __init__(self, base_url: str, api_key: str | None) -> None:
+    httpx-sse reads the events (heartbeat comments, framing); an error answer or an error event
+    becomes the class the backend raised (:mod:`chatbot.errors`), and a stream that ends without
+    ``[DONE]`` is a dropped connection. Ctrl-C sets a flag read before each event: the reply
+    stops at the next token or heartbeat.
+    """
+
+    def __init__(
+        self, base_url: str, api_key: str | None, *, transport: httpx.BaseTransport | None = None
+    ) -> None:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._client = httpx.Client(
-            base_url=base_url.rstrip("/"), headers=headers, timeout=httpx.Timeout(10.0, read=600.0)
+            base_url=base_url.rstrip("/"),
+            headers=headers,
+            timeout=httpx.Timeout(10.0, read=600.0),
+            transport=transport,
         )
         self._cancelled = threading.Event()
 
@@ -73,35 +153,40 @@ class BackendReplies:
             "temperature": params.temperature,
         }
         try:
-            with self._client.stream("POST", "/v1/chat/completions", json=body) as response:
+            with connect_sse(self._client, "POST", "/v1/chat/completions", json=body) as source:
+                response = source.response
                 if response.status_code >= 400:
                     response.read()
-                    raise UpstreamError(_error_text(response))
-                for line in response.iter_lines():
+                    raise from_http(response.status_code, response.content, response.headers)
+                for sse in source.iter_sse():
                     if self._cancelled.is_set():
                         return
-                    if not line.startswith("data: ") or line == "data: [DONE]":
+                    if sse.data == "[DONE]":
+                        return
+                    if not sse.data:
                         continue
-                    chunk = json.loads(line[6:])
+                    chunk = json.loads(sse.data)
                     if "error" in chunk:
-                        raise UpstreamError(chunk["error"].get("message", "backend error"))
+                        raise error_from_event(chunk)
                     delta = (
                         chunk["choices"][0]["delta"].get("content") if chunk["choices"] else None
                     )
                     if delta:
                         yield delta
+        except SSEError as exc:
+            raise UpstreamError(f"the backend did not answer with an event stream: {exc}") from exc
         except httpx.TransportError as exc:
             raise BackendUnreachableError(f"cannot reach the backend: {exc}") from exc
+        except ValueError as exc:
+            raise UpstreamError("the backend sent an event that is not JSON") from exc
+        if not self._cancelled.is_set():
+            raise BackendUnreachableError("the backend closed the reply stream before it ended")
 
     def cancel(self) -> None:
         self._cancelled.set()
 
-
-def _error_text(response: httpx.Response) -> str:
-    try:
-        return str(response.json()["error"]["message"])
-    except (ValueError, KeyError, TypeError):
-        return f"backend answered {response.status_code}"
+    def close(self) -> None:
+        self._client.close()
 
 
 class TerminalChat:
@@ -201,4 +286,7 @@ def run_terminal_chat(replies: ReplySource, params: GenerationParams) -> int:
     interactive = sys.stdin.isatty()
     if interactive:
         sys.stdout.write(f"chatbot: {HELP}\n")
-    return TerminalChat(replies, params, sys.stdout).run(sys.stdin, interactive)
+    try:
+        return TerminalChat(replies, params, sys.stdout).run(sys.stdin, interactive)
+    finally:
+        replies.close()

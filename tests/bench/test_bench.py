@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
+import httpx
 import pytest
 
-from chatbot.bench.stats import RequestRecord, percentile, summarise
+from chatbot import errors
+from chatbot.bench import engine_load, http_load
+from chatbot.bench.stats import LevelResult, RequestRecord, percentile, summarise
 from chatbot.cli import main
+from chatbot.domain import FinishReason, GenerationParams, Message, Usage
+from chatbot.engine import Chunk
 from tests.fixtures.servers import BackendProcess, free_port
 
 
@@ -85,3 +93,97 @@ def test_smoke_run_against_the_real_backend(
         assert len(level["per_client_tokens_per_s"]) == level["concurrency"]
     assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "| 2 |" in capsys.readouterr().out
+
+
+# -- the load generators, without a model or a server ---------------------------------------
+
+
+class _Body(httpx.AsyncByteStream):
+    def __init__(self, parts: list[bytes]) -> None:
+        self._parts = parts
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for part in self._parts:
+            yield part
+
+
+def _data(payload: object) -> bytes:
+    return f"data: {json.dumps(payload)}\n\n".encode()
+
+
+def _delta(text: str) -> bytes:
+    return _data({"choices": [{"index": 0, "delta": {"content": text}}]})
+
+
+async def _stream_one(parts: list[bytes], status: int = 200) -> RequestRecord:
+    def handler(request: httpx.Request) -> httpx.Response:
+        headers = {"content-type": "text/event-stream"}
+        return httpx.Response(status, headers=headers, stream=_Body(parts))
+
+    target = http_load.HttpTarget("http://server/v1", "m")
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+        return await http_load.stream_one(client, target, "hi", 4, 0)
+
+
+def test_http_stream_counts_chunks_and_the_servers_usage() -> None:
+    usage = _data({"choices": [], "usage": {"completion_tokens": 3}})
+    parts = [b": ping\n\n", _delta("a"), _delta("b"), usage, b"data: [DONE]\n\n"]
+    record = asyncio.run(_stream_one(parts))
+    assert record.error is None
+    assert len(record.chunk_times) == 2 and record.tokens == 3
+
+
+def test_http_stream_names_an_error_event_by_its_class() -> None:
+    body = errors.to_http(errors.UpstreamTimeoutError("the upstream timed out"))[1]
+    record = asyncio.run(_stream_one([_delta("a"), _data(body)]))
+    assert record.error == "UpstreamTimeoutError: the upstream timed out"
+
+
+def test_http_stream_cut_before_done_is_an_error() -> None:
+    record = asyncio.run(_stream_one([_delta("a")]))
+    assert record.error == "the stream ended before [DONE]"
+
+
+def test_http_refusal_is_recorded_with_its_status() -> None:
+    record = asyncio.run(_stream_one([b'{"error": {"message": "busy"}}'], status=429))
+    assert record.error is not None and record.error.startswith("HTTP 429: ")
+
+
+class _CountingEngine:
+    """Streams ``n`` tokens a little apart, as an engine's loop would."""
+
+    model_id = "counting"
+    context_window = 1000
+
+    def load(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    async def generate(
+        self, messages: Sequence[Message], params: GenerationParams
+    ) -> AsyncIterator[Chunk]:
+        yield Chunk("", Usage(prompt_tokens=1))
+        for count in range(1, params.max_new_tokens + 1):
+            await asyncio.sleep(0.001)
+            yield Chunk("t", Usage(prompt_tokens=1, completion_tokens=count))
+        usage = Usage(prompt_tokens=1, completion_tokens=params.max_new_tokens)
+        yield Chunk("", usage, FinishReason.LENGTH)
+
+
+def test_engine_load_runs_clients_as_tasks_not_threads() -> None:
+    threads_before = threading.active_count()
+    seen: list[int] = []
+
+    async def level() -> LevelResult:
+        task = asyncio.ensure_future(engine_load.run_level(_CountingEngine(), 8, 2, 5))
+        while not task.done():
+            seen.append(threading.active_count())
+            await asyncio.sleep(0.001)
+        return await task
+
+    result = asyncio.run(level())
+    assert result.requests == 16 and result.errors == 0
+    assert result.total_tokens == 16 * 5
+    assert max(seen) == threads_before

@@ -1,8 +1,9 @@
 """One error shape for every failure: the OpenAI body ``{"error": {message, type, param, code}}``.
 
-The status comes from the :mod:`chatbot.errors` class, never from message text. Framework
-errors (validation, unknown route, wrong method) are translated here too, and anything
-unexpected becomes a 500 that says nothing about the internals (the traceback goes to the log).
+Status, type, code and ``Retry-After`` come from the one table in :mod:`chatbot.errors`
+(:func:`~chatbot.errors.to_http`), never from message text. Framework errors (validation,
+unknown route, wrong method) are translated here too, and anything unexpected becomes a 500
+that says nothing about the internals (the traceback goes to the log).
 """
 
 from __future__ import annotations
@@ -21,31 +22,36 @@ from chatbot.errors import (
     InvalidRequestError,
     MethodNotAllowedError,
     NotFoundError,
-    OverloadedError,
+    error_body,
+    to_http,
 )
 
 logger = logging.getLogger(__name__)
+
+__all__ = [
+    "HTTPStatusError",
+    "body_of",
+    "error_body",
+    "http_error",
+    "install_handlers",
+    "param_of",
+    "response_for",
+    "validation_error",
+]
 
 
 class HTTPStatusError(ChatbotError):
     """Any other framework HTTP error, keeping its status."""
 
 
-def error_body(
-    message: str, error_type: str, param: str | None = None, code: str | None = None
-) -> dict[str, Any]:
-    return {"error": {"message": message, "type": error_type, "param": param, "code": code}}
-
-
 def body_of(exc: ChatbotError) -> dict[str, Any]:
-    return error_body(exc.message, exc.error_type, exc.param, exc.code)
+    """The OpenAI error body for an error (:func:`chatbot.errors.to_http`)."""
+    return to_http(exc)[1]
 
 
 def response_for(exc: ChatbotError) -> JSONResponse:
-    headers = {}
-    if isinstance(exc, OverloadedError):
-        headers["Retry-After"] = str(exc.retry_after_s)
-    return JSONResponse(body_of(exc), status_code=exc.status_code, headers=headers)
+    status, body, headers = to_http(exc)
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 def param_of(loc: Sequence[int | str]) -> str | None:

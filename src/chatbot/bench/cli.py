@@ -9,6 +9,7 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -132,18 +133,13 @@ def _bench_http(
         if args.warmup:
             logger.info("warming up %s with %d request(s)", base_url, args.warmup)
             await http_load.warm_up(target, args.warmup, args.max_tokens)
-        results = []
-        for concurrency in levels:
-            logger.info(
-                "concurrency %d: %d requests", concurrency, concurrency * args.requests_per_client
+
+        def level(concurrency: int) -> Awaitable[LevelResult]:
+            return http_load.run_level(
+                target, concurrency, args.requests_per_client, args.max_tokens
             )
-            results.append(
-                await http_load.run_level(
-                    target, concurrency, args.requests_per_client, args.max_tokens
-                )
-            )
-            _log_level(results[-1])
-        return results, model
+
+        return await _run_levels(args, levels, level), model
 
     try:
         return asyncio.run(go())
@@ -161,23 +157,37 @@ def _bench_engine(args: argparse.Namespace, levels: list[int]) -> tuple[list[Lev
     began = time.perf_counter()
     engine.load()
     logger.info("loaded %s in %.1fs", engine.model_id, time.perf_counter() - began)
-    try:
+
+    async def go() -> list[LevelResult]:
         if args.warmup:
-            engine_load.warm_up(engine, args.warmup, args.max_tokens)
-        results = []
-        for concurrency in levels:
-            logger.info(
-                "concurrency %d: %d requests", concurrency, concurrency * args.requests_per_client
+            await engine_load.warm_up(engine, args.warmup, args.max_tokens)
+
+        def level(concurrency: int) -> Awaitable[LevelResult]:
+            return engine_load.run_level(
+                engine, concurrency, args.requests_per_client, args.max_tokens
             )
-            results.append(
-                engine_load.run_level(
-                    engine, concurrency, args.requests_per_client, args.max_tokens
-                )
-            )
-            _log_level(results[-1])
-        return results, engine.model_id
+
+        return await _run_levels(args, levels, level)
+
+    try:
+        return asyncio.run(go()), engine.model_id
     finally:
         engine.close()
+
+
+async def _run_levels(
+    args: argparse.Namespace,
+    levels: list[int],
+    run_level: Callable[[int], Awaitable[LevelResult]],
+) -> list[LevelResult]:
+    results = []
+    for concurrency in levels:
+        logger.info(
+            "concurrency %d: %d requests", concurrency, concurrency * args.requests_per_client
+        )
+        results.append(await run_level(concurrency))
+        _log_level(results[-1])
+    return results
 
 
 def _log_level(level: LevelResult) -> None:

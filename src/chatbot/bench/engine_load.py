@@ -1,10 +1,15 @@
-"""The same load straight on an engine, without HTTP: the ceiling for the layers above it."""
+"""The same load straight on an engine, without HTTP: the ceiling for the layers above it.
+
+Every simulated client is an asyncio task on one loop, reading ``engine.generate()`` as the
+serving core does: no thread per request, so the figures carry no cost the server lacks.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import threading
 import time
+from collections.abc import AsyncGenerator
 
 from chatbot.bench.prompts import prompt_for
 from chatbot.bench.stats import LevelResult, RequestRecord, summarise
@@ -14,34 +19,35 @@ from chatbot.engine.base import Engine
 logger = logging.getLogger(__name__)
 
 
-def generate_one(engine: Engine, prompt: str, max_tokens: int, who: int) -> RequestRecord:
+async def generate_one(engine: Engine, prompt: str, max_tokens: int, who: int) -> RequestRecord:
     start = time.monotonic()
     record = RequestRecord(client=who, started=start)
+    chunks = engine.generate([Message.user(prompt)], GenerationParams(max_new_tokens=max_tokens))
     try:
-        generation = engine.start(
-            [Message.user(prompt)], GenerationParams(max_new_tokens=max_tokens)
-        )
-        for _chunk in generation:
-            record.chunk_times.append(time.monotonic() - start)
-        if generation.outcome is not None:
-            record.completion_tokens = generation.outcome.usage.completion_tokens
+        async for chunk in chunks:
+            if chunk.text:
+                record.chunk_times.append(time.monotonic() - start)
+            if chunk.finished:
+                record.completion_tokens = chunk.usage.completion_tokens
     except Exception as exc:  # a bench reports failures; it does not stop at the first
         record.error = f"{type(exc).__name__}: {exc}"[:200]
+    finally:
+        if isinstance(chunks, AsyncGenerator):
+            await chunks.aclose()
     record.duration = time.monotonic() - start
     return record
 
 
-def run_level(
+async def run_level(
     engine: Engine, concurrency: int, requests_per_client: int, max_tokens: int
 ) -> LevelResult:
+    """``concurrency`` clients, each sending its requests one after another."""
     records: list[RequestRecord] = []
-    lock = threading.Lock()
 
-    def one_client(who: int) -> None:
+    async def one_client(who: int) -> None:
         for index in range(requests_per_client):
-            record = generate_one(engine, prompt_for(who, index), max_tokens, who)
-            with lock:
-                records.append(record)
+            record = await generate_one(engine, prompt_for(who, index), max_tokens, who)
+            records.append(record)
             logger.info(
                 "c=%d client %d request %d/%d: %d tokens in %.2fs",
                 concurrency,
@@ -52,17 +58,13 @@ def run_level(
                 record.duration,
             )
 
-    threads = [threading.Thread(target=one_client, args=(i,)) for i in range(concurrency)]
     started = time.monotonic()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    await asyncio.gather(*(one_client(i) for i in range(concurrency)))
     return summarise(concurrency, records, time.monotonic() - started)
 
 
-def warm_up(engine: Engine, requests: int, max_tokens: int) -> None:
+async def warm_up(engine: Engine, requests: int, max_tokens: int) -> None:
     for index in range(requests):
-        record = generate_one(engine, prompt_for(0, index), max_tokens, 0)
+        record = await generate_one(engine, prompt_for(0, index), max_tokens, 0)
         if record.error:
             raise RuntimeError(f"warm-up request failed: {record.error}")

@@ -1,4 +1,10 @@
-"""Streaming clients for an OpenAI-compatible ``/v1/chat/completions`` endpoint."""
+"""Streaming clients for an OpenAI-compatible ``/v1/chat/completions`` endpoint.
+
+httpx-sse reads the stream: about 15-17 us per event, JSON decoding included, the same as the
+hand-written line parser it replaced (14-15 us; 20 000 events through ``httpx.MockTransport``
+on a shared 2-core machine), so under 2 % of the client's time even at 1000 tokens/s. An error
+event is named by the class it stands for (:mod:`chatbot.errors`).
+"""
 
 from __future__ import annotations
 
@@ -9,9 +15,11 @@ import time
 from dataclasses import dataclass
 
 import httpx
+from httpx_sse import aconnect_sse
 
 from chatbot.bench.prompts import prompt_for
 from chatbot.bench.stats import LevelResult, RequestRecord, summarise
+from chatbot.errors import error_from_event
 
 logger = logging.getLogger(__name__)
 
@@ -54,22 +62,25 @@ async def stream_one(
     start = time.monotonic()
     record = RequestRecord(client=who, started=start)
     try:
-        async with client.stream(
-            "POST", f"{target.base_url}/chat/completions", json=body, headers=target.headers
-        ) as response:
+        async with aconnect_sse(
+            client, "POST", f"{target.base_url}/chat/completions", json=body, headers=target.headers
+        ) as source:
+            response = source.response
             if response.status_code != 200:
                 await response.aread()
                 record.error = f"HTTP {response.status_code}: {response.text[:200]}"
                 return record
-            async for line in response.aiter_lines():
-                if not line.startswith("data:"):
-                    continue
-                payload = line[5:].strip()
-                if payload == "[DONE]":
+            ended = False
+            async for sse in source.aiter_sse():
+                if sse.data == "[DONE]":
+                    ended = True
                     break
-                event = json.loads(payload)
+                if not sse.data:
+                    continue
+                event = json.loads(sse.data)
                 if "error" in event:
-                    record.error = str(event["error"])[:200]
+                    error = error_from_event(event)
+                    record.error = f"{type(error).__name__}: {error.message}"[:200]
                     break
                 for choice in event.get("choices") or []:
                     if (choice.get("delta") or {}).get("content"):
@@ -77,7 +88,9 @@ async def stream_one(
                 usage = event.get("usage")
                 if usage and usage.get("completion_tokens") is not None:
                     record.completion_tokens = int(usage["completion_tokens"])
-    except (httpx.HTTPError, ValueError) as exc:
+            if not ended and record.error is None:
+                record.error = "the stream ended before [DONE]"
+    except (httpx.HTTPError, ValueError) as exc:  # SSEError (not an event stream) included
         record.error = f"{type(exc).__name__}: {exc}"[:200]
     record.duration = time.monotonic() - start
     if record.error is None and record.tokens == 0:

@@ -1,8 +1,10 @@
 """``HttpChatService``: the chat service over the backend's HTTP API (the microservice frontend).
 
-It implements :class:`chatbot.service.protocol.ChatServiceProtocol` so the UI cannot tell it
-from the in-process service. Every HTTP status and transport failure is translated here, at the
-boundary, into the :mod:`chatbot.errors` class the in-process service would have raised.
+It implements :class:`chatbot.service.protocol.ChatServiceProtocol` so the UI cannot tell it from
+the in-process service. Every HTTP status and transport failure is translated here, at the
+boundary, into the :mod:`chatbot.errors` class the in-process service would have raised: error
+answers through :func:`chatbot.errors.from_http` (the API's own table, read backwards), transport
+failures as :class:`BackendUnreachableError`.
 """
 
 from __future__ import annotations
@@ -10,12 +12,13 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from types import TracebackType
 from typing import Any
 from urllib.parse import quote
 
 import httpx
+from httpx_sse import EventSource, SSEError
 
 from chatbot.domain import (
     Conversation,
@@ -23,96 +26,38 @@ from chatbot.domain import (
     ExportFormat,
     GenerationParams,
     ReplyEvent,
+    ReplyEventType,
 )
 from chatbot.errors import (
-    AuthenticationError,
     BackendUnreachableError,
     ChatbotError,
-    ConflictError,
-    InvalidRequestError,
-    MethodNotAllowedError,
-    NotFoundError,
-    OverloadedError,
-    PayloadTooLargeError,
-    RequestTimeoutError,
-    UnavailableError,
     UpstreamError,
+    error_from_event,
+    from_http,
 )
 from chatbot.service.params import ServiceLimits
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_RETRY_AFTER_S = 1
-
-# Status -> the class the backend raised (the API maps class -> status; this is the inverse).
-STATUS_ERRORS: Mapping[int, type[ChatbotError]] = {
-    400: InvalidRequestError,
-    401: AuthenticationError,
-    404: NotFoundError,
-    409: ConflictError,
-    413: PayloadTooLargeError,
-    422: InvalidRequestError,
-    429: OverloadedError,
-    500: UpstreamError,  # the backend failed; the UI says "something went wrong"
-    502: UpstreamError,
-    503: UnavailableError,
-    405: MethodNotAllowedError,
-    504: RequestTimeoutError,
-}
-
-
-def error_from_response(
-    status: int, body: bytes | str, headers: Mapping[str, str] | None = None
-) -> ChatbotError:
-    """The project exception for an error response, from its status and OpenAI error body."""
-    message, param, code = _error_fields(body, status)
-    headers = headers or {}
-    cls = STATUS_ERRORS.get(status)
-    if cls is None:
-        cls = UpstreamError if status >= 500 else InvalidRequestError
-    if cls is OverloadedError:
-        return OverloadedError(message, retry_after_s=_retry_after(headers))
-    return cls(message, param=param, code=code)
-
-
-def _error_fields(body: bytes | str, status: int) -> tuple[str, str | None, str | None]:
-    fallback = f"the backend answered HTTP {status}"
-    try:
-        data: Any = json.loads(body) if body else None
-    except ValueError:
-        return fallback, None, None
-    if isinstance(data, dict) and isinstance(data.get("error"), dict):
-        err = data["error"]
-        message = err.get("message")
-        param, code = err.get("param"), err.get("code")
-        return (
-            str(message) if message else fallback,
-            str(param) if param is not None else None,
-            str(code) if code is not None else None,
-        )
-    if isinstance(data, dict) and "detail" in data:  # a framework error that escaped the API
-        return f"{fallback}: {data['detail']}", None, None
-    return fallback, None, None
-
-
-def _retry_after(headers: Mapping[str, str]) -> int:
-    value = next((v for k, v in headers.items() if k.lower() == "retry-after"), None)
-    try:
-        return max(1, round(float(value))) if value is not None else DEFAULT_RETRY_AFTER_S
-    except ValueError:  # an HTTP date: not worth parsing, the caller waits the default
-        return DEFAULT_RETRY_AFTER_S
+# Tests and older callers know the inverse mapping by this name.
+error_from_response = from_http
 
 
 class ReplyStream(Iterator[ReplyEvent]):
     """The events of one SSE reply; closes its HTTP response when exhausted or closed.
 
-    Reading it can raise :class:`BackendUnreachableError` when the connection drops mid-reply;
-    the reply itself goes on in the backend, and :meth:`HttpChatService.attach` finds it again.
+    httpx-sse does the SSE framing (heartbeat comments, multi-line ``data:``, CRLF); this reads
+    each ``data:`` as a :class:`ReplyEvent`. An ``error`` event is yielded like the others and
+    its exception, rebuilt from the event's error body with the same class the backend raised,
+    is kept in :attr:`error`. Reading can raise :class:`BackendUnreachableError` when the
+    connection drops mid-reply; the reply itself goes on in the backend, and
+    :meth:`HttpChatService.attach` finds it again.
     """
 
     def __init__(self, response: httpx.Response | None, conversation_id: str) -> None:
         self._response = response
         self._conversation_id = conversation_id
+        self.error: ChatbotError | None = None
         self._events = self._read() if response is not None else iter(())
 
     def __iter__(self) -> ReplyStream:
@@ -138,20 +83,19 @@ class ReplyStream(Iterator[ReplyEvent]):
 
     def _read(self) -> Iterator[ReplyEvent]:
         assert self._response is not None
-        finished = False
-        data: list[str] = []
         try:
-            for line in self._response.iter_lines():
-                if line.startswith("data:"):
-                    data.append(line[5:].removeprefix(" "))
-                elif not line and data:
-                    event = ReplyEvent.model_validate_json("\n".join(data))
-                    data.clear()
-                    finished = event.type in ("done", "error")
-                    yield event
-                    if finished:
-                        return
-                # ": ping" heartbeats and other SSE fields carry nothing for us
+            for sse in EventSource(self._response).iter_sse():
+                if not sse.data:
+                    continue  # an event with no data (an ``event: ping``) carries nothing
+                payload = _json_object(sse.data)
+                event = ReplyEvent.model_validate(payload)
+                if event.type is ReplyEventType.ERROR:
+                    self.error = error_from_event(payload)
+                yield event
+                if event.type in (ReplyEventType.DONE, ReplyEventType.ERROR):
+                    return
+        except SSEError as exc:  # a 200 that is not an event stream: a proxy's page, say
+            raise UpstreamError(f"the backend did not answer with an event stream: {exc}") from exc
         except httpx.TimeoutException as exc:
             raise BackendUnreachableError(
                 "the backend stopped sending the reply (timed out); it may still be running"
@@ -160,8 +104,17 @@ class ReplyStream(Iterator[ReplyEvent]):
             raise BackendUnreachableError(f"lost the connection to the backend: {exc}") from exc
         finally:
             self.close()
-        if not finished:
-            raise BackendUnreachableError("the backend closed the reply stream before it ended")
+        raise BackendUnreachableError("the backend closed the reply stream before it ended")
+
+
+def _json_object(data: str) -> dict[str, Any]:
+    try:
+        payload = json.loads(data)
+    except ValueError as exc:
+        raise UpstreamError("the backend sent a reply event that is not JSON") from exc
+    if not isinstance(payload, dict):
+        raise UpstreamError("the backend sent a reply event that is not a JSON object")
+    return payload
 
 
 class HttpChatService:
@@ -293,7 +246,7 @@ class HttpChatService:
         except httpx.TransportError as exc:
             raise self._unreachable(exc) from exc
         if response.status_code >= 400:
-            raise error_from_response(response.status_code, response.content, response.headers)
+            raise from_http(response.status_code, response.content, response.headers)
         return response
 
     def _stream(
@@ -314,7 +267,7 @@ class HttpChatService:
                 content = response.read()
             finally:
                 response.close()
-            raise error_from_response(response.status_code, content, response.headers)
+            raise from_http(response.status_code, content, response.headers)
         if response.status_code == 204:
             response.close()
             return ReplyStream(None, conversation_id)
