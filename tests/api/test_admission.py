@@ -7,8 +7,8 @@ import threading
 
 import pytest
 
-from chatbot.service.admission import AdmissionControl
 from chatbot.errors import OverloadedError, UnavailableError
+from chatbot.service.admission import AdmissionControl
 
 
 def test_refuses_at_once_beyond_places_and_queue() -> None:

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
-from chatbot.service.http import HttpChatService
 from chatbot.domain import GenerationParams, MessageStatus
+from chatbot.service.http import HttpChatService
 from tests.browser.conftest import UIProcess
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from chatbot.service.http import HttpChatService
 from chatbot.config import EngineSettings, LimitSettings, StoreSettings
-from chatbot.service.protocol import ChatServiceProtocol
 from chatbot.engine.transformers_engine import TransformersEngine
+from chatbot.service.http import HttpChatService
 from chatbot.service.local import ChatService
+from chatbot.service.protocol import ChatServiceProtocol
 
 # The same caps as the session backend (tests/fixtures/servers.py), so both sides agree.
 LIMITS = LimitSettings(max_tokens_cap=64, default_max_tokens=8)

@@ -13,7 +13,6 @@ from collections.abc import Iterable
 
 import pytest
 
-from chatbot.service.protocol import ChatServiceProtocol
 from chatbot.domain import (
     ExportFormat,
     GenerationParams,
@@ -23,6 +22,7 @@ from chatbot.domain import (
     Role,
 )
 from chatbot.errors import ConflictError, InvalidRequestError, NotFoundError
+from chatbot.service.protocol import ChatServiceProtocol
 
 pytestmark = pytest.mark.slow
 

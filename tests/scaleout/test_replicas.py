@@ -19,9 +19,9 @@ from typing import Any
 import httpx
 import pytest
 
-from chatbot.service.http import HttpChatService
 from chatbot.domain import GenerationParams, MessageStatus, ReplyEvent, ReplyEventType
 from chatbot.errors import ConflictError
+from chatbot.service.http import HttpChatService
 from tests.engine.fault_upstream import free_port
 from tests.fixtures.servers import BackendProcess
 

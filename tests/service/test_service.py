@@ -8,9 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from chatbot.service.admission import AdmissionControl
 from chatbot.config import LimitSettings
-from chatbot.service.protocol import ChatServiceProtocol
 from chatbot.domain import (
     ExportFormat,
     FinishReason,
@@ -22,7 +20,9 @@ from chatbot.domain import (
 )
 from chatbot.engine.transformers_engine import TransformersEngine
 from chatbot.errors import ConflictError, InvalidRequestError, NotFoundError, OverloadedError
+from chatbot.service.admission import AdmissionControl
 from chatbot.service.local import ChatService
+from chatbot.service.protocol import ChatServiceProtocol
 from chatbot.store import ConversationStore
 
 SHORT = GenerationParams(max_new_tokens=6)

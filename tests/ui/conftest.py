@@ -10,12 +10,12 @@ import pytest
 from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 from streamlit.testing.v1 import AppTest
 
-from chatbot.service.http import HttpChatService
 from chatbot.config import EngineSettings, LimitSettings, StoreSettings
-from chatbot.service.protocol import ChatServiceProtocol
 from chatbot.domain import Conversation, GenerationParams
 from chatbot.engine.transformers_engine import TransformersEngine
+from chatbot.service.http import HttpChatService
 from chatbot.service.local import ChatService
+from chatbot.service.protocol import ChatServiceProtocol
 
 # Replies stay short: a few greedy tokens are enough to see streaming, stats and storage.
 SHORT = GenerationParams(max_new_tokens=6)

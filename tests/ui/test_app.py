@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
+from chatbot.domain import MessageStatus, Role
 from chatbot.service.http import HttpChatService
 from chatbot.service.protocol import ChatServiceProtocol
-from chatbot.domain import MessageStatus, Role
 from chatbot.ui.composer import RETRY_KEY
 from chatbot.ui.reply_view import stop_reply
 from chatbot.ui.sidebar import CLEAR_KEY, DELETE_KEY, NEW_KEY

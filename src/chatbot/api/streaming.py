@@ -20,9 +20,8 @@ from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 from sse_starlette import EventSourceResponse
 
-from chatbot.api.error_handlers import body_of
 from chatbot.domain import ReplyEvent, ReplyEventType
-from chatbot.errors import ChatbotError, GenerationError
+from chatbot.errors import ChatbotError, GenerationError, error_from_event, event_fields
 from chatbot.service.runner import Reply, ReplyEnd, StopReason
 
 T = TypeVar("T")
@@ -118,33 +117,11 @@ def error_event_payload(exc: ChatbotError, conversation_id: str = "") -> dict[st
         conversation_id=conversation_id,
         error=exc.message,
         error_code=exc.code,
-        error_body=body_of(exc)["error"],
+        **event_fields(exc),
     )
     return event.model_dump(mode="json")
 
 
 def error_of(event: ReplyEvent) -> ChatbotError:
-    """The error an ``error`` event stands for, rebuilt from its OpenAI error object."""
-    from chatbot.service.http import error_from_response
-
-    body = {"error": event.error_body} if event.error_body else {}
-    status = _status_of(event)
-    return error_from_response(status, json.dumps(body), {})
-
-
-def _status_of(event: ReplyEvent) -> int:
-    error_type = (event.error_body or {}).get("type")
-    for cls in _error_classes():
-        if cls.error_type == error_type:
-            return cls.status_code
-    return GenerationError.status_code
-
-
-def _error_classes() -> list[type[ChatbotError]]:
-    found: list[type[ChatbotError]] = []
-    pending: list[type[ChatbotError]] = [ChatbotError]
-    while pending:
-        cls = pending.pop()
-        found.append(cls)
-        pending.extend(cls.__subclasses__())
-    return found
+    """The error an ``error`` event stands for, rebuilt through the one table."""
+    return error_from_event(event.model_dump(mode="json"))

@@ -39,6 +39,8 @@ class ReplyEvent(BaseModel):
     # The OpenAI error object ({message, type, param, code}) of an ``error`` event, so a client
     # rebuilds the same error class through chatbot.errors' table instead of parsing text.
     error_body: dict[str, Any] | None = None
+    error_status: int | None = None
+    retry_after_s: int | None = None
 
 
 class ConversationSummary(BaseModel):

@@ -37,7 +37,13 @@ from chatbot.domain import (
     parse,
 )
 from chatbot.engine.base import Engine
-from chatbot.errors import ChatbotError, ConflictError, InvalidRequestError, UnavailableError
+from chatbot.errors import (
+    ChatbotError,
+    ConflictError,
+    InvalidRequestError,
+    UnavailableError,
+    event_fields,
+)
 from chatbot.service.admission import AdmissionControl
 from chatbot.service.metrics import Metrics
 from chatbot.service.params import ServiceLimits, resolve_params, stored_params
@@ -527,10 +533,5 @@ def end_event(conversation_id: str, final: Message, error: ChatbotError | None) 
         message=final,
         error=error.message,
         error_code=error.code or error.error_type,
-        error_body={
-            "message": error.message,
-            "type": error.error_type,
-            "param": error.param,
-            "code": error.code,
-        },
+        **event_fields(error),
     )
