@@ -11,6 +11,7 @@ from chatbot.config import EngineSettings, LimitSettings, StoreSettings
 from chatbot.engine.transformers_engine import TransformersEngine
 from chatbot.service.http import HttpChatService
 from chatbot.service.local import ChatService
+from chatbot.service.portal import PortalChatService
 from chatbot.service.protocol import ChatServiceProtocol
 
 # The same caps as the session backend (tests/fixtures/servers.py), so both sides agree.
@@ -22,11 +23,13 @@ def chat_service(
     request: pytest.FixtureRequest, embedded_engine: TransformersEngine, tmp_path: Path
 ) -> Iterator[ChatServiceProtocol]:
     if request.param == "in-process":
-        service = ChatService.open(
-            EngineSettings(),
-            StoreSettings(database_url=f"sqlite:///{tmp_path / 'contract.sqlite3'}"),
-            LIMITS,
-            engine=embedded_engine,
+        service = PortalChatService.around(
+            ChatService.open(
+                EngineSettings(),
+                StoreSettings(database_url=f"sqlite:///{tmp_path / 'contract.sqlite3'}"),
+                LIMITS,
+                engine=embedded_engine,
+            )
         )
         yield service
         service.close()

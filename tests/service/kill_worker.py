@@ -11,13 +11,13 @@ import time
 
 from chatbot.config import EngineSettings, LimitSettings, StoreSettings
 from chatbot.domain import GenerationParams
-from chatbot.service.local import ChatService
+from chatbot.service.portal import PortalChatService
 
 PROMPT = "Count from 1 to 300, one number per line."
 
 
 def main(database_url: str) -> None:
-    service = ChatService.open(
+    service = PortalChatService.open(
         EngineSettings(model="embedded", batching=False),
         StoreSettings(database_url=database_url),
         LimitSettings(),

@@ -16,6 +16,7 @@ from chatbot.config import LimitSettings
 from chatbot.domain import GenerationParams, MessageStatus, ReplyEventType, Role
 from chatbot.engine.transformers_engine import TransformersEngine
 from chatbot.service.local import ChatService
+from chatbot.service.portal import PortalChatService
 from chatbot.store import ConversationStore
 from tests.service.kill_worker import PROMPT
 
@@ -66,7 +67,9 @@ def test_kill_9_mid_reply(
     process.wait(30)
     saved = reply.content
 
-    service = ChatService(embedded_engine, ConversationStore.open(url), LimitSettings())
+    service = PortalChatService.around(
+        ChatService(embedded_engine, ConversationStore.open(url), LimitSettings())
+    )
     try:
         messages = service.get_conversation(conversation_id).messages
         assert [m.role for m in messages] == [Role.USER, Role.ASSISTANT]

@@ -22,7 +22,10 @@ from chatbot.engine.transformers_engine import TransformersEngine
 from chatbot.errors import ConflictError, InvalidRequestError, NotFoundError, OverloadedError
 from chatbot.service.admission import AdmissionControl
 from chatbot.service.local import ChatService
+from chatbot.service.metrics import Metrics
+from chatbot.service.portal import PortalChatService
 from chatbot.service.protocol import ChatServiceProtocol
+from chatbot.service.runner import ReplyLimits, ReplyRunner
 from chatbot.store import ConversationStore
 
 SHORT = GenerationParams(max_new_tokens=6)
@@ -30,7 +33,7 @@ LONG = GenerationParams(max_new_tokens=200)
 LONG_PROMPT = "Count from 1 to 300, one number per line."
 
 
-def _new(service: ChatService, params: GenerationParams = SHORT) -> str:
+def _new(service: PortalChatService, params: GenerationParams = SHORT) -> str:
     conversation_id = service.create_conversation(params=params).id
     assert conversation_id is not None
     return conversation_id
@@ -49,19 +52,21 @@ def _until_first_delta(events: Iterator[ReplyEvent]) -> list[ReplyEvent]:
     raise AssertionError(f"the reply ended before any text: {seen}")
 
 
-def _wait_until_idle(service: ChatService, conversation_id: str, timeout: float = 120) -> None:
+def _wait_until_idle(
+    service: PortalChatService, conversation_id: str, timeout: float = 120
+) -> None:
     deadline = time.monotonic() + timeout
     while service.get_conversation(conversation_id).messages[-1].status is MessageStatus.STREAMING:
         assert time.monotonic() < deadline, "the reply never ended"
         time.sleep(0.1)
 
 
-def test_is_the_contract(service: ChatService) -> None:
+def test_is_the_contract(service: PortalChatService) -> None:
     assert isinstance(service, ChatServiceProtocol)
     assert service.deployment == "monolith" and service.model_id
 
 
-def test_send_streams_and_persists(service: ChatService) -> None:
+def test_send_streams_and_persists(service: PortalChatService) -> None:
     conversation_id = _new(service)
     events = list(service.send_message(conversation_id, "Hello! Who are you?"))
     start, done = events[0], events[-1]
@@ -90,7 +95,7 @@ def test_send_streams_and_persists(service: ChatService) -> None:
     assert service.list_conversations()[0].id == conversation_id
 
 
-def test_system_prompt_and_params_per_conversation(service: ChatService) -> None:
+def test_system_prompt_and_params_per_conversation(service: PortalChatService) -> None:
     created = service.create_conversation(
         title="Pirate", system_prompt="You are a pirate.", params=GenerationParams(max_new_tokens=3)
     )
@@ -101,7 +106,7 @@ def test_system_prompt_and_params_per_conversation(service: ChatService) -> None
     assert service.get_conversation(created.id).title == "Pirate"
 
 
-def test_stop_really_stops_the_model(service: ChatService) -> None:
+def test_stop_really_stops_the_model(service: PortalChatService) -> None:
     conversation_id = _new(service, LONG)
     events = service.send_message(conversation_id, LONG_PROMPT)
     seen = _until_first_delta(events)
@@ -118,7 +123,7 @@ def test_stop_really_stops_the_model(service: ChatService) -> None:
     assert service.stop(conversation_id) is False
 
 
-def test_reply_goes_on_without_its_reader(service: ChatService) -> None:
+def test_reply_goes_on_without_its_reader(service: PortalChatService) -> None:
     conversation_id = _new(service)
     events = service.send_message(conversation_id, "Say hello.")
     next(events)
@@ -128,7 +133,7 @@ def test_reply_goes_on_without_its_reader(service: ChatService) -> None:
     assert reply.status is MessageStatus.COMPLETE and reply.content
 
 
-def test_attach_mid_reply_sees_the_whole_text(service: ChatService) -> None:
+def test_attach_mid_reply_sees_the_whole_text(service: PortalChatService) -> None:
     conversation_id = _new(service, LONG)
     assert list(service.attach(conversation_id)) == []
     first = service.send_message(conversation_id, LONG_PROMPT)
@@ -151,7 +156,7 @@ def test_attach_mid_reply_sees_the_whole_text(service: ChatService) -> None:
         service.attach("no-such-conversation")
 
 
-def test_regenerate_replaces_the_last_reply(service: ChatService) -> None:
+def test_regenerate_replaces_the_last_reply(service: PortalChatService) -> None:
     conversation_id = _new(service)
     first = list(service.send_message(conversation_id, "Name a color."))[-1].message
     again = list(service.regenerate(conversation_id))
@@ -163,7 +168,7 @@ def test_regenerate_replaces_the_last_reply(service: ChatService) -> None:
     assert messages[1] == final
 
 
-def test_edit_replaces_later_messages(service: ChatService) -> None:
+def test_edit_replaces_later_messages(service: PortalChatService) -> None:
     conversation_id = _new(service, GenerationParams(max_new_tokens=3))
     start, *_ = list(service.send_message(conversation_id, "First question"))
     list(service.send_message(conversation_id, "Second question"))
@@ -176,7 +181,7 @@ def test_edit_replaces_later_messages(service: ChatService) -> None:
     assert service.get_conversation(conversation_id).title == "Edited question"
 
 
-def test_two_clients_at_once_one_conflict(service: ChatService) -> None:
+def test_two_clients_at_once_one_conflict(service: PortalChatService) -> None:
     conversation_id = _new(service, GenerationParams(max_new_tokens=4))
     barrier = threading.Barrier(2)
     outcomes: list[object] = []
@@ -208,14 +213,18 @@ def test_two_clients_at_once_one_conflict(service: ChatService) -> None:
 def test_replicas_share_a_reply(database_url: str, embedded_engine: TransformersEngine) -> None:
     """Replica B attaches to and stops a reply that replica A writes, through the database."""
     limits = LimitSettings()
-    a = ChatService(embedded_engine, ConversationStore.open(database_url, owner_id="a"), limits)
-    b: ChatService | None = None
+    a = PortalChatService.around(
+        ChatService(embedded_engine, ConversationStore.open(database_url, owner_id="a"), limits)
+    )
+    b: PortalChatService | None = None
     try:
         conversation_id = _new(a, LONG)
         events = a.send_message(conversation_id, LONG_PROMPT)
         _until_first_delta(events)
         # B starts while A writes: A's reply must not be marked interrupted.
-        b = ChatService(embedded_engine, ConversationStore.open(database_url, owner_id="b"), limits)
+        b = PortalChatService.around(
+            ChatService(embedded_engine, ConversationStore.open(database_url, owner_id="b"), limits)
+        )
         assert b.get_conversation(conversation_id).messages[-1].status is MessageStatus.STREAMING
         with pytest.raises(ConflictError):
             b.send_message(conversation_id, "me too")
@@ -234,7 +243,7 @@ def test_replicas_share_a_reply(database_url: str, embedded_engine: Transformers
             b.close()
 
 
-def test_export_import_round_trip(service: ChatService) -> None:
+def test_export_import_round_trip(service: PortalChatService) -> None:
     created = service.create_conversation(
         title="Round trip", system_prompt="Be kind.", params=GenerationParams(max_new_tokens=4)
     )
@@ -260,9 +269,15 @@ def test_export_import_round_trip(service: ChatService) -> None:
 
 def test_limits(database_url: str, embedded_engine: TransformersEngine) -> None:
     limits = LimitSettings(max_message_chars=20, max_tokens_cap=16, max_messages=2)
-    service = ChatService(embedded_engine, ConversationStore.open(database_url), limits)
+    service = PortalChatService.around(
+        ChatService(embedded_engine, ConversationStore.open(database_url), limits)
+    )
     try:
-        created = service.create_conversation(params=GenerationParams(max_new_tokens=500))
+        # One rule on every path: a reply length over the cap is refused, naming the cap.
+        with pytest.raises(InvalidRequestError, match="CHATBOT_MAX_TOKENS_CAP") as over:
+            service.create_conversation(params=GenerationParams(max_new_tokens=500))
+        assert over.value.param == "params.max_new_tokens"
+        created = service.create_conversation(params=GenerationParams(max_new_tokens=16))
         assert created.id is not None and created.params.max_new_tokens == 16
         for bad in ("", "   \n", "x" * 21):
             with pytest.raises(InvalidRequestError) as info:
@@ -289,8 +304,11 @@ def test_full_admission_refuses_before_storing(
     database_url: str, embedded_engine: TransformersEngine
 ) -> None:
     admission = AdmissionControl(max_concurrent=1, max_queued=0, queue_timeout_s=5)
-    service = ChatService(
-        embedded_engine, ConversationStore.open(database_url), LimitSettings(), admission=admission
+    runner = ReplyRunner(embedded_engine, admission, Metrics(), ReplyLimits())
+    service = PortalChatService.around(
+        ChatService(
+            embedded_engine, ConversationStore.open(database_url), LimitSettings(), runner=runner
+        )
     )
     try:
         conversation_id = _new(service)
@@ -306,7 +324,7 @@ def test_full_admission_refuses_before_storing(
         service.close()
 
 
-def test_failure_ends_in_error_and_the_conversation_goes_on(service: ChatService) -> None:
+def test_failure_ends_in_error_and_the_conversation_goes_on(service: PortalChatService) -> None:
     conversation_id = _new(service)
     too_long = "word " * 12_000  # beyond the model's context window
     events = list(service.send_message(conversation_id, too_long))
@@ -320,7 +338,9 @@ def test_failure_ends_in_error_and_the_conversation_goes_on(service: ChatService
 def test_close_interrupts_running_replies(
     database_url: str, embedded_engine: TransformersEngine
 ) -> None:
-    service = ChatService(embedded_engine, ConversationStore.open(database_url), LimitSettings())
+    service = PortalChatService.around(
+        ChatService(embedded_engine, ConversationStore.open(database_url), LimitSettings())
+    )
     conversation_id = _new(service, LONG)
     _until_first_delta(service.send_message(conversation_id, LONG_PROMPT))
     service.close()

@@ -15,6 +15,7 @@ from chatbot.domain import Conversation, GenerationParams
 from chatbot.engine.transformers_engine import TransformersEngine
 from chatbot.service.http import HttpChatService
 from chatbot.service.local import ChatService
+from chatbot.service.portal import PortalChatService
 from chatbot.service.protocol import ChatServiceProtocol
 
 # Replies stay short: a few greedy tokens are enough to see streaming, stats and storage.
@@ -42,12 +43,16 @@ def new_app(service: ChatServiceProtocol, conversation: Conversation | None = No
 
 
 @pytest.fixture
-def monolith_service(embedded_engine: TransformersEngine, tmp_path: Path) -> Iterator[ChatService]:
-    service = ChatService.open(
-        EngineSettings(),
-        StoreSettings(database_url=f"sqlite:///{tmp_path / 'ui.sqlite3'}"),
-        TEST_LIMITS,
-        engine=embedded_engine,
+def monolith_service(
+    embedded_engine: TransformersEngine, tmp_path: Path
+) -> Iterator[PortalChatService]:
+    service = PortalChatService.around(
+        ChatService.open(
+            EngineSettings(),
+            StoreSettings(database_url=f"sqlite:///{tmp_path / 'ui.sqlite3'}"),
+            TEST_LIMITS,
+            engine=embedded_engine,
+        )
     )
     yield service
     service.close()
