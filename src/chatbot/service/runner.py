@@ -137,8 +137,11 @@ class Reply:
             waiter = asyncio.ensure_future(self._accepted.wait())
             await asyncio.wait({waiter, self._task}, return_when=asyncio.FIRST_COMPLETED)
             waiter.cancel()
-        if self.end is not None and self.end.error is not None and not self._pieces:
-            raise self.end.error
+        # The engine refused or failed before any text: a plain status says it best. A reply
+        # the server itself ended (deadline, shutdown) answers in the stream it promised.
+        end = self.end
+        if end is not None and end.error is not None and self._stop_reason is None:
+            raise end.error
 
     async def stream(self) -> AsyncIterator[str | ReplyEnd]:
         """The text so far as one piece, then each new piece, then the end."""

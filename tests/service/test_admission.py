@@ -1,9 +1,11 @@
-"""AdmissionControl: C places, Q queue slots, refusal at once beyond, FIFO promotion."""
+"""AdmissionControl: C places, Q queue slots, refusal at once beyond, FIFO promotion.
+
+It lives on the service's event loop: waiting is a future, never a thread or a poll.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import threading
 
 import pytest
 
@@ -31,9 +33,9 @@ def test_release_promotes_the_oldest_waiter_and_is_idempotent() -> None:
     holder.release()
     assert older.granted and not newer.granted
     assert (control.in_flight, control.queued) == (1, 1)
-    older.wait(timeout=0.1)  # already placed: returns at once
-    with older:
-        pass
+    asyncio.run(older.wait(timeout=0.1))  # already placed: returns at once
+    assert newer.position == 1 and older.position == 0
+    older.release()
     assert newer.granted
     newer.release()
     assert (control.in_flight, control.queued) == (0, 0)
@@ -44,17 +46,19 @@ def test_wait_times_out_and_frees_the_queue_slot() -> None:
     control.reserve()
     waiting = control.reserve()
     with pytest.raises(UnavailableError):
-        waiting.wait()
+        asyncio.run(waiting.wait())
     assert control.queued == 0
 
 
-def test_thread_wait_wakes_when_a_place_frees() -> None:
-    control = AdmissionControl(max_concurrent=1, max_queued=1, queue_timeout_s=5)
+def test_queue_positions_move_up_as_places_free() -> None:
+    control = AdmissionControl(max_concurrent=1, max_queued=3, queue_timeout_s=5)
     holder = control.reserve()
-    waiting = control.reserve()
-    threading.Timer(0.05, holder.release).start()
-    waiting.wait(timeout=5)
-    assert waiting.granted and control.in_flight == 1
+    waiters = [control.reserve() for _ in range(3)]
+    assert [w.position for w in waiters] == [1, 2, 3]
+    holder.release()
+    assert [w.position for w in waiters] == [0, 1, 2]
+    waiters[2].release()  # leaving the queue frees its slot at once
+    assert control.queued == 1
 
 
 def test_async_wait_wakes_and_cancel_gives_the_slot_back() -> None:
@@ -63,10 +67,10 @@ def test_async_wait_wakes_and_cancel_gives_the_slot_back() -> None:
         holder = control.reserve()
         waiting = control.reserve()
         asyncio.get_running_loop().call_later(0.05, holder.release)
-        await waiting.wait_async()
+        await waiting.wait()
         assert waiting.granted
         abandoned = control.reserve()
-        task = asyncio.ensure_future(abandoned.wait_async())
+        task = asyncio.ensure_future(abandoned.wait())
         await asyncio.sleep(0.01)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
