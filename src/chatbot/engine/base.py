@@ -79,7 +79,9 @@ class Engine(Protocol):
     def load(self) -> None:
         """Load weights; idempotent. Called at start or on first use, never at import."""
 
-    def generate(self, messages: Sequence[Message], params: GenerationParams) -> AsyncIterator[Chunk]:
+    def generate(
+        self, messages: Sequence[Message], params: GenerationParams
+    ) -> AsyncIterator[Chunk]:
         """Stream the reply; see the module docstring for the chunk contract."""
 
     def close(self) -> None:
@@ -130,7 +132,12 @@ class ChunkChannel:
                 if isinstance(item, BaseException):
                     raise GenerationError("the model failed while generating") from item
                 completion += 1
-                yield Chunk(item, Usage(accepted.prompt_tokens, completion), None, dropped)
+                yield Chunk(
+                    item,
+                    Usage(prompt_tokens=accepted.prompt_tokens, completion_tokens=completion),
+                    None,
+                    dropped,
+                )
         finally:
             self._cancel.set()
 
