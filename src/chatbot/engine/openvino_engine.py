@@ -28,11 +28,12 @@ import itertools
 import json
 import logging
 import random
+import struct
 import threading
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
@@ -67,21 +68,67 @@ def _genai() -> Any:
     return openvino_genai
 
 
-def gguf_context_length(path: Path) -> int | None:
-    """The training context length a GGUF file declares (``<arch>.context_length``)."""
-    try:
-        from gguf import GGUFReader
+_GGUF_SCALARS = {
+    0: "B",
+    1: "b",
+    2: "H",
+    3: "h",
+    4: "I",
+    5: "i",
+    6: "f",
+    7: "?",
+    10: "Q",
+    11: "q",
+    12: "d",
+}
 
-        reader = GGUFReader(path)
-        arch_field = reader.fields.get("general.architecture")
-        if arch_field is None:
-            return None
-        arch = bytes(arch_field.parts[arch_field.data[0]]).decode()
-        field = reader.fields.get(f"{arch}.context_length")
-        return int(field.parts[field.data[0]][0]) if field is not None else None
-    except Exception:  # a file gguf cannot read: OpenVINO's own error will say more
-        logger.debug("could not read the context length of %s", path, exc_info=True)
+
+def gguf_context_length(path: Path) -> int | None:
+    """The training context length a GGUF file declares (``<arch>.context_length``).
+
+    Reads only the key-value header: ``gguf.GGUFReader`` also maps every tensor, which takes
+    seconds on a busy machine.
+    """
+    try:
+        with path.open("rb") as file:
+            values = _gguf_header(file)
+    except (OSError, ValueError, struct.error, UnicodeDecodeError):
+        logger.debug("could not read the header of %s", path, exc_info=True)
         return None
+    length = values.get(f"{values.get('general.architecture')}.context_length")
+    return int(length) if isinstance(length, int) else None
+
+
+def _gguf_header(file: BinaryIO) -> dict[str, object]:
+    def read(fmt: str) -> Any:
+        size = struct.calcsize("<" + fmt)
+        return struct.unpack("<" + fmt, file.read(size))[0]
+
+    def string() -> str:
+        return bytes(file.read(read("Q"))).decode("utf-8")
+
+    def value(kind: int) -> object:
+        if kind == 8:
+            return string()
+        if kind == 9:
+            item_kind, count = read("I"), read("Q")
+            if item_kind in _GGUF_SCALARS:  # skipped, not decoded: vocabularies are long
+                file.seek(count * struct.calcsize(_GGUF_SCALARS[item_kind]), 1)
+            else:
+                for _ in range(count):
+                    value(item_kind)
+            return None
+        return read(_GGUF_SCALARS[kind])
+
+    if file.read(4) != b"GGUF":
+        raise ValueError("not a GGUF file")
+    read("I")  # version
+    read("Q")  # tensor count
+    values: dict[str, object] = {}
+    for _ in range(read("Q")):
+        key = string()
+        values[key] = value(read("I"))
+    return values
 
 
 class _ChatPrompt:
@@ -375,7 +422,7 @@ class OpenVINOEngine:
             pipeline = genai.ContinuousBatchingPipeline(
                 str(self._path), scheduler_config, "CPU", properties
             )
-        except RuntimeError as exc:
+        except Exception as exc:  # the native reader raises RuntimeError, IndexError, ...
             raise ConfigurationError(
                 f"CHATBOT_MODEL: OpenVINO cannot load {self._path} (its GGUF reader supports "
                 f"only some architectures and quantizations): {exc}; {_OTHER_ENGINES}"
