@@ -152,13 +152,17 @@ def main() -> None:
 
     tokenizer, model = transformers_model()
     eos = int(tokenizer.eos_token_id)
-    all_ids = [
-        tokenizer.apply_chat_template(
-            [{"role": "user", "content": p}], add_generation_prompt=True, tokenize=True
+    all_ids: list[list[int]] = [  # rendered and tokenized as TransformersEngine does
+        list(
+            tokenizer(
+                tokenizer.apply_chat_template(
+                    [{"role": "user", "content": p}], add_generation_prompt=True, tokenize=False
+                ),
+                add_special_tokens=False,
+            )["input_ids"]
         )
         for p in prompts(args.prompts)
     ]
-    all_ids = [list(i["input_ids"]) if isinstance(i, dict) else list(i) for i in all_ids]
     started = time.perf_counter()
     reference = hf_generate(model, 1)(all_ids, args.tokens, eos)
     logger.info("reference: transformers fp32 in %.0fs", time.perf_counter() - started)
