@@ -143,6 +143,12 @@ def llamacpp_generate(all_ids: list[list[int]], tokens: int, eos: int) -> list[l
     return out
 
 
+def save(rows: list[dict[str, Any]], prompts: int, tokens: int) -> None:
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"prompts": prompts, "tokens": tokens, "rows": rows}
+    RESULTS.write_text(json.dumps(payload, indent=2) + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--prompts", type=int, default=50)
@@ -196,7 +202,8 @@ def main() -> None:
                 "seconds": round(seconds, 1),
             }
         )
-        logger.info("%s done in %.0fs", name, seconds)
+        logger.info("%s done in %.0fs: %s", name, seconds, rows[-1])
+        save(rows, len(reference), args.tokens)  # each row as it comes: a long run may be cut
 
     lines = [
         f"{len(reference)} prompts, {args.tokens} greedy tokens, vs transformers fp32",
@@ -207,11 +214,6 @@ def main() -> None:
         for r in rows
     ]
     logger.info("\n%s", "\n".join(lines))
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(
-        json.dumps({"prompts": len(reference), "tokens": args.tokens, "rows": rows}, indent=2)
-        + "\n"
-    )
 
 
 if __name__ == "__main__":
