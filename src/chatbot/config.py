@@ -22,6 +22,7 @@ S = TypeVar("S", bound=BaseSettings)
 class EngineKind(StrEnum):
     """Which model runtime turns messages into text."""
 
+    OPENVINO = "openvino"
     TRANSFORMERS = "transformers"
     LLAMACPP = "llamacpp"
     OPENAI = "openai"
@@ -58,7 +59,7 @@ class EngineSettings(BaseSettings):
     )
     engine: EngineKind = Field(
         default=EngineKind.TRANSFORMERS,
-        description="Model runtime: transformers, llamacpp or openai.",
+        description="Model runtime: openvino, transformers, llamacpp or openai.",
         json_schema_extra=_cli("--engine"),
     )
     device: Device = Field(default=Device.AUTO, description="auto, cpu or cuda.")

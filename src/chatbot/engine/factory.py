@@ -13,6 +13,17 @@ from chatbot.errors import ConfigurationError
 def create_engine(settings: EngineSettings) -> Engine:
     """Construct (not load) the engine; loading is the caller's choice of moment."""
     match settings.engine:
+        case EngineKind.OPENVINO:
+            try:
+                import openvino_genai  # noqa: F401
+            except ImportError as exc:
+                raise ConfigurationError(
+                    "CHATBOT_ENGINE=openvino needs openvino-genai: pip install openvino-genai "
+                    "(or set CHATBOT_ENGINE=transformers)"
+                ) from exc
+            from chatbot.engine.openvino_engine import OpenVINOEngine
+
+            return OpenVINOEngine(settings)
         case EngineKind.TRANSFORMERS:
             from chatbot.engine.transformers_engine import TransformersEngine
 

@@ -1,0 +1,218 @@
+"""The OpenVINO engine on the embedded GGUF: chunk contract, batching, cancel, stops, context."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from chatbot.config import EngineSettings
+from chatbot.domain import FinishReason, GenerationParams, Message
+from chatbot.engine import create_engine
+from chatbot.engine.base import Chunk, collect
+from chatbot.errors import ConfigurationError, ContextOverflowError
+
+pytest.importorskip("openvino_genai")
+
+from chatbot.engine.openvino_engine import OpenVINOEngine
+
+pytestmark = pytest.mark.slow
+
+PROMPTS = ["Hi", "What is the capital of France?", "Name three fruits.", "Tell me about cats."]
+WINDOW = 512
+
+
+@pytest.fixture(scope="session")
+def ov_engine() -> Iterator[OpenVINOEngine]:
+    """A small window, so overflow and dropped turns are cheap to provoke."""
+    engine = OpenVINOEngine(
+        EngineSettings(engine="openvino", max_batch_size=4, context_window=WINDOW)
+    )
+    engine.load()
+    yield engine
+    engine.close()
+
+
+def greedy(n: int) -> GenerationParams:
+    return GenerationParams(max_new_tokens=n)
+
+
+async def reply(engine: OpenVINOEngine, prompt: str, params: GenerationParams) -> str:
+    text, _ = await collect(engine.generate([Message.user(prompt)], params))
+    return text
+
+
+def test_the_factory_builds_it_from_the_setting() -> None:
+    engine = create_engine(EngineSettings(engine="openvino"))
+    assert isinstance(engine, OpenVINOEngine)
+    assert engine.model_id == "SmolLM2-135M-Instruct"
+
+
+def test_a_folder_without_openvino_ir_names_the_other_engines(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="CHATBOT_ENGINE=transformers"):
+        OpenVINOEngine(EngineSettings(engine="openvino", model=str(tmp_path)))
+
+
+def test_a_file_openvino_cannot_read_names_the_other_engines(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(b"GGUF" + b"\0" * 64)
+    engine = OpenVINOEngine(EngineSettings(engine="openvino", model=str(broken)))
+    with pytest.raises(ConfigurationError, match="CHATBOT_ENGINE=transformers"):
+        engine.load()
+
+
+def test_the_chunk_contract(ov_engine: OpenVINOEngine) -> None:
+    async def run() -> list[Chunk]:
+        return [c async for c in ov_engine.generate([Message.user("Hi")], greedy(32))]
+
+    chunks = asyncio.run(run())
+    first, last = chunks[0], chunks[-1]
+    assert first.text == "" and first.usage.prompt_tokens > 5
+    assert first.usage.completion_tokens == 0 and not first.finished
+    assert all(not c.finished for c in chunks[:-1])
+    assert last.finish_reason is FinishReason.STOP
+    assert last.usage.prompt_tokens == first.usage.prompt_tokens
+    assert 1 <= last.usage.completion_tokens < 32
+    assert "".join(c.text for c in chunks).strip()
+
+
+def test_the_limit_ends_with_length_and_exact_usage(ov_engine: OpenVINOEngine) -> None:
+    text, last = asyncio.run(
+        collect(ov_engine.generate([Message.user("Write a long story.")], greedy(7)))
+    )
+    assert text
+    assert last.finish_reason is FinishReason.LENGTH
+    assert last.usage.completion_tokens == 7
+
+
+def test_batched_greedy_replies_equal_one_at_a_time(ov_engine: OpenVINOEngine) -> None:
+    async def run() -> tuple[list[str], list[str]]:
+        alone = [await reply(ov_engine, p, greedy(24)) for p in PROMPTS]
+        together = await asyncio.gather(*(reply(ov_engine, p, greedy(24)) for p in PROMPTS))
+        return alone, list(together)
+
+    alone, together = asyncio.run(run())
+    assert together == alone
+    assert len(set(alone)) == len(alone)
+
+
+def test_cancel_inside_a_batch_leaves_the_others_intact(ov_engine: OpenVINOEngine) -> None:
+    async def run() -> tuple[list[str], list[str], int]:
+        alone = [await reply(ov_engine, p, greedy(40)) for p in PROMPTS[1:]]
+        others = [asyncio.create_task(reply(ov_engine, p, greedy(40))) for p in PROMPTS[1:]]
+        stream = ov_engine.generate([Message.user("Write a long story.")], greedy(200))
+        seen = 0
+        async for chunk in stream:
+            seen += bool(chunk.text)
+            if seen == 3:
+                break
+        await stream.aclose()  # type: ignore[attr-defined]
+        return alone, list(await asyncio.gather(*others)), seen
+
+    alone, together, seen = asyncio.run(run())
+    assert seen == 3
+    assert together == alone
+
+
+def test_a_cancelled_request_leaves_the_engine_within_a_step(ov_engine: OpenVINOEngine) -> None:
+    async def run() -> int:
+        stream = ov_engine.generate([Message.user("Write a long story.")], greedy(400))
+        async for chunk in stream:
+            if chunk.text:
+                break
+        await stream.aclose()  # type: ignore[attr-defined]
+        for _ in range(200):  # the model thread drops it at its next turn
+            if not ov_engine._state().scheduler._rows:
+                return 0
+            await asyncio.sleep(0.01)
+        return len(ov_engine._state().scheduler._rows)
+
+    assert asyncio.run(run()) == 0
+
+
+def test_a_request_joins_a_running_batch(ov_engine: OpenVINOEngine) -> None:
+    async def run() -> tuple[str, str, bool]:
+        alone = await reply(ov_engine, PROMPTS[1], greedy(12))
+        long_task = asyncio.create_task(
+            collect(ov_engine.generate([Message.user("Write a long story.")], greedy(300)))
+        )
+        await asyncio.sleep(0.3)  # the long reply is decoding now
+        joined = await reply(ov_engine, PROMPTS[1], greedy(12))
+        long_still_running = not long_task.done()
+        await long_task
+        return alone, joined, long_still_running
+
+    alone, joined, long_still_running = asyncio.run(run())
+    assert long_still_running  # the short request did not wait for the long one
+    assert joined == alone
+
+
+def test_stop_sequences_never_leak_across_chunks(ov_engine: OpenVINOEngine) -> None:
+    messages = [Message.user("Tell me about cats.")]
+
+    async def chunks_of(params: GenerationParams) -> list[str]:
+        return [c.text async for c in ov_engine.generate(messages, params) if c.text]
+
+    pieces = asyncio.run(chunks_of(greedy(40)))
+    # A stop string made of the end of one chunk and the start of the next.
+    k = next(i for i in range(2, len(pieces) - 1) if len(pieces[i]) >= 2)
+    stop = pieces[k][-2:] + pieces[k + 1][:2]
+    full = "".join(pieces)
+    expected = full[: full.index(stop)]
+
+    out = asyncio.run(chunks_of(greedy(40).model_copy(update={"stop": (stop,)})))
+    shown = ""
+    for piece in out:
+        shown += piece
+        assert stop not in shown
+        assert expected.startswith(shown)
+    assert shown == expected
+
+
+def test_context_overflow_raises_before_any_chunk(ov_engine: OpenVINOEngine) -> None:
+    async def first() -> Chunk:
+        stream = ov_engine.generate([Message.user("word " * (WINDOW + 50))], greedy(8))
+        return await stream.__anext__()
+
+    with pytest.raises(ContextOverflowError):
+        asyncio.run(first())
+
+
+def test_old_turns_are_dropped_to_fit(ov_engine: OpenVINOEngine) -> None:
+    history = []
+    for i in range(6):
+        history += [Message.user(f"Story {i}: " + "tale " * 60), Message.assistant("Nice.")]
+    history.append(Message.user("Hi"))
+    _, last = asyncio.run(collect(ov_engine.generate(history, greedy(8))))
+    assert last.dropped_messages > 0
+    assert last.usage.prompt_tokens + 8 <= WINDOW
+
+
+def test_a_seed_repeats_a_sampled_reply(ov_engine: OpenVINOEngine) -> None:
+    params = GenerationParams(max_new_tokens=16, temperature=0.9, top_p=0.9, seed=7)
+
+    async def run() -> list[str]:
+        return [await reply(ov_engine, "Invent a name for a cat.", params) for _ in range(2)]
+
+    first, second = asyncio.run(run())
+    assert first == second
+
+
+def test_json_schema_constrains_the_reply(ov_engine: OpenVINOEngine) -> None:
+    schema = {
+        "type": "object",
+        "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
+        "required": ["name", "age"],
+    }
+    text, _ = asyncio.run(
+        collect(
+            ov_engine.generate(
+                [Message.user("Give me a person as JSON.")], greedy(60), json_schema=schema
+            )
+        )
+    )
+    value = json.loads(text)
+    assert isinstance(value["name"], str) and isinstance(value["age"], int)
