@@ -11,7 +11,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from chatbot.errors import ConfigurationError
@@ -59,7 +59,10 @@ class EngineSettings(BaseSettings):
     )
     engine: EngineKind = Field(
         default=EngineKind.TRANSFORMERS,
-        description="Model runtime: openvino, transformers, llamacpp or openai.",
+        description=(
+            "Model runtime: openvino, transformers, llamacpp or openai (default: openvino for "
+            "the embedded model and .gguf files, transformers for Hugging Face ids and folders)."
+        ),
         json_schema_extra=_cli("--engine"),
     )
     device: Device = Field(default=Device.AUTO, description="auto, cpu or cuda.")
@@ -93,6 +96,16 @@ class EngineSettings(BaseSettings):
     openai_timeout_s: float = Field(
         default=300.0, gt=0, le=3600, description="Upstream read timeout in seconds."
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_engine_for_the_model(cls, data: Any) -> Any:
+        """GGUF files (the embedded model too) run on OpenVINO unless an engine is named."""
+        if isinstance(data, dict) and data.get("engine") in (None, ""):
+            model = str(data.get("model") or "embedded")
+            gguf = model == "embedded" or model.lower().endswith(".gguf")
+            return {**data, "engine": EngineKind.OPENVINO if gguf else EngineKind.TRANSFORMERS}
+        return data
 
     def resolved_cache_dir(self) -> Path:
         if self.cache_dir is not None:

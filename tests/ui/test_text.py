@@ -47,7 +47,7 @@ def test_launcher_passes_settings_through_the_environment() -> None:
         StoreSettings(database_url="sqlite:///x.db"),
     )
     assert env["CHATBOT_BACKEND_URL"] == "http://127.0.0.1:9"
-    assert env["CHATBOT_ENGINE"] == "transformers"
+    assert env["CHATBOT_ENGINE"] == "openvino"  # the default for the embedded GGUF
     assert env["CHATBOT_THREADS"] == "2"
     assert env["CHATBOT_DATABASE_URL"] == "sqlite:///x.db"
     assert "CHATBOT_CONTEXT_WINDOW" not in env  # unset stays unset

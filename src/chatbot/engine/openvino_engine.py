@@ -31,7 +31,7 @@ import random
 import struct
 import threading
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -336,7 +336,7 @@ class OpenVINOEngine:
         params: GenerationParams,
         *,
         json_schema: Mapping[str, Any] | None = None,
-    ) -> AsyncIterator[Chunk]:
+    ) -> AsyncGenerator[Chunk, None]:
         state = self._state()
         return stream_threaded(
             state.prompts,
