@@ -41,7 +41,13 @@ def build_parser() -> argparse.ArgumentParser:
     chat = commands.add_parser("chat", help="chat in the terminal (stdin: one message a line)")
     for model in (UISettings, EngineSettings, LogSettings):
         add_flags(chat, model)
-    chat.add_argument("--max-tokens", type=int, default=256, help="longest reply, in tokens")
+    chat.add_argument(
+        "--max-tokens",
+        type=int,
+        default=None,
+        help="longest reply, in tokens [default: CHATBOT_DEFAULT_MAX_TOKENS, at most "
+        "CHATBOT_MAX_TOKENS_CAP]",
+    )
 
     from chatbot.bench import add_bench_arguments
 
@@ -96,12 +102,18 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 def _chat(args: argparse.Namespace) -> int:
     from chatbot.domain import GenerationParams
+    from chatbot.errors import InvalidRequestError
+    from chatbot.service.params import resolve_params
     from chatbot.terminal import BackendReplies, EngineReplies, run_terminal_chat
 
     ui = settings_from(args, UISettings)
     try:
-        params = GenerationParams(max_new_tokens=args.max_tokens)
-    except ValueError as exc:
+        asked = (
+            None if args.max_tokens is None else GenerationParams(max_new_tokens=args.max_tokens)
+        )
+        # The one rule of every path: over the cap is refused, naming the cap.
+        params = resolve_params(asked, settings_from(args, LimitSettings), param="--max-tokens")
+    except (ValueError, InvalidRequestError) as exc:
         raise ConfigurationError(f"--max-tokens: {exc}") from None
     if ui.backend_url:
         key = ui.backend_api_key or settings_from(args, ServerSettings).api_key

@@ -200,3 +200,40 @@ def test_export_and_import_round_trip(chat_service: ChatServiceProtocol) -> None
     assert markdown.startswith("# Trip")
     with pytest.raises(InvalidRequestError):
         chat_service.import_conversation(markdown, ExportFormat.MARKDOWN)
+
+
+def test_limits_are_one_rule_on_both_transports(chat_service: ChatServiceProtocol) -> None:
+    """Over-cap and out-of-range input: the same refusal, naming what to fix, on both sides."""
+    limits = chat_service.limits()
+    assert limits.max_tokens_cap == 64  # the suite's cap, read from the service itself
+    over = GenerationParams(max_new_tokens=limits.max_tokens_cap + 1)
+    cid = chat_service.create_conversation(params=SHORT).id or ""
+    refusals = {
+        "create": lambda: chat_service.create_conversation(params=over),
+        "update": lambda: chat_service.update_conversation(cid, params=over),
+        "import": lambda: chat_service.import_conversation(
+            json.dumps({"title": "t", "params": over.model_dump(), "messages": []}),
+            ExportFormat.JSON,
+        ),
+    }
+    for action, refuse in refusals.items():
+        with pytest.raises(InvalidRequestError, match="CHATBOT_MAX_TOKENS_CAP") as info:
+            refuse()
+        assert info.value.param == "params.max_new_tokens", action
+        assert info.value.code == "max_tokens_too_large", action
+    at_cap = chat_service.update_conversation(
+        cid, params=GenerationParams(max_new_tokens=limits.max_tokens_cap)
+    )
+    assert at_cap.params.max_new_tokens == limits.max_tokens_cap
+    unset = chat_service.create_conversation()
+    assert unset.params.max_new_tokens == limits.default_max_tokens
+    too_long = "x" * (limits.max_message_chars + 1)
+    for field, call in (
+        ("content", lambda: chat_service.send_message(cid, too_long)),
+        ("title", lambda: chat_service.update_conversation(cid, title="t" * 201)),
+        ("system_prompt", lambda: chat_service.update_conversation(cid, system_prompt=too_long)),
+    ):
+        with pytest.raises(InvalidRequestError) as info:
+            call()
+        assert info.value.param == field
+    assert chat_service.get_conversation(cid).messages == ()  # nothing stored on refusal
