@@ -7,8 +7,9 @@ to the reference, and the mean position of the first token that differs (32 when
 
     PYTHONPATH=src python benchmarks/fidelity.py [--prompts 50] [--tokens 32]
 
-Rows: transformers batched (8 prompts per left-padded batch), OpenVINO with its default KV cache
-(u8 on CPU) and with an f32 KV cache, and llama.cpp when llama-cpp-python is installed.
+Rows: transformers batched (8 prompts per left-padded batch), OpenVINO with an f32 KV cache (the
+engine's default, ``KV_CACHE_PRECISION``) and with the CPU plugin's default u8 KV cache, and
+llama.cpp when llama-cpp-python is installed.
 Results go to ``benchmarks/results/fidelity.json``.
 """
 
@@ -175,8 +176,8 @@ def main() -> None:
 
     engines: dict[str, Generator] = {
         "transformers fp32, batches of 8": hf_generate(model, 8),
-        "openvino, default KV cache (u8)": openvino_generate(None),
-        "openvino, f32 KV cache": openvino_generate("f32"),
+        "openvino, f32 KV cache (engine default)": openvino_generate("f32"),
+        "openvino, u8 KV cache (plugin default)": openvino_generate(None),
     }
     try:
         import llama_cpp  # noqa: F401
@@ -207,10 +208,10 @@ def main() -> None:
 
     lines = [
         f"{len(reference)} prompts, {args.tokens} greedy tokens, vs transformers fp32",
-        f"{'engine':<36} {'identical':>9} {'mean first divergence':>22}",
+        f"{'engine':<40} {'identical':>9} {'mean first divergence':>22}",
     ]
     lines += [
-        f"{r['engine']:<36} {r['identical']:>9.0%} {r['mean_first_divergence']:>22.1f}"
+        f"{r['engine']:<40} {r['identical']:>9.0%} {r['mean_first_divergence']:>22.1f}"
         for r in rows
     ]
     logger.info("\n%s", "\n".join(lines))
