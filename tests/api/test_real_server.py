@@ -7,6 +7,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 import openai
@@ -130,3 +131,45 @@ def test_sigterm_drains_then_exits_zero(start_backend: Callable[..., BackendProc
     assert backend.process.wait(60) == 0
     last = json.loads(events[-1])
     assert last["error"]["code"] == "shutting_down"  # ended with an error event, not a cut
+
+
+def _threads(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("Threads:"):
+            return int(line.split()[1])
+    raise AssertionError("no thread count")
+
+
+def test_streams_cost_no_threads_and_conversation_replies_are_measured(
+    start_backend: Callable[..., BackendProcess],
+) -> None:
+    """16 concurrent streams run on the event loop: the thread count is the idle one."""
+    backend = start_backend(CHATBOT_MAX_CONCURRENT_REQUESTS="16", CHATBOT_MAX_QUEUED_REQUESTS="0")
+    body = {"model": "any", "messages": HI, "max_tokens": 24, "temperature": 0, "stream": True}
+    with httpx.Client(base_url=backend.url, timeout=120) as client:
+        # Warm every lazily started pool first (the prompt worker, the store's workers).
+        cid = client.post("/v1/conversations", json={}).json()["id"]
+        client.post(f"/v1/conversations/{cid}/messages", json={"content": "Hi"})
+        client.post("/v1/chat/completions", json={**body, "stream": False})
+        idle = _threads(backend.process.pid)
+        busy: list[int] = []
+        started = threading.Barrier(17)
+
+        def stream() -> None:
+            with client.stream("POST", "/v1/chat/completions", json=body) as response:
+                started.wait(60)
+                for _ in response.iter_lines():
+                    pass
+
+        readers = [threading.Thread(target=stream) for _ in range(16)]
+        for reader in readers:
+            reader.start()
+        started.wait(60)
+        busy.append(_threads(backend.process.pid))
+        for reader in readers:
+            reader.join(120)
+        assert busy == [idle], f"threads idle {idle}, with 16 streams {busy}"
+        # The conversation reply above went through the same runner: it is in the metrics.
+        assert metric(backend.url, 'chatbot_tokens_generated_total{endpoint="conversations"}') > 0
+        ttft = 'chatbot_time_to_first_token_seconds_count{endpoint="conversations"}'
+        assert metric(backend.url, ttft) == 1

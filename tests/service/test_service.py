@@ -320,6 +320,18 @@ def test_full_admission_refuses_before_storing(
         events = list(service.send_message(conversation_id, "hello"))
         assert events[-1].type is ReplyEventType.DONE
         assert admission.in_flight == 0
+        # The monolith measures conversation replies like the backend does.
+        registry = service.metrics.registry
+        labels = {"endpoint": "conversations"}
+        assert (
+            registry.get_sample_value("chatbot_requests_rejected_total", {"reason": "overloaded"})
+            == 1
+        )
+        assert registry.get_sample_value("chatbot_time_to_first_token_seconds_count", labels) == 1
+        tokens = registry.get_sample_value("chatbot_tokens_generated_total", labels)
+        final = events[-1].message
+        assert final is not None and final.stats is not None
+        assert tokens == final.stats.completion_tokens > 0
     finally:
         service.close()
 

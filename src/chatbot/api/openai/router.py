@@ -26,12 +26,12 @@ router = APIRouter(prefix="/v1", tags=["openai"], route_class=StrictJSONRoute)
 
 
 @router.get("/models", response_model=ModelList, responses=ERRORS)
-def list_models(model: ModelNameDep, runtime: RuntimeDep) -> ModelList:
+async def list_models(model: ModelNameDep, runtime: RuntimeDep) -> ModelList:
     return serving.list_models(model, runtime.started_at)
 
 
 @router.get("/models/{model_id:path}", response_model=ModelCard, responses=ERRORS)
-def get_model(model_id: str, model: ModelNameDep, runtime: RuntimeDep) -> ModelCard:
+async def get_model(model_id: str, model: ModelNameDep, runtime: RuntimeDep) -> ModelCard:
     for card in serving.list_models(model, runtime.started_at).data:
         if card.id == model_id:
             return card

@@ -17,12 +17,12 @@ router = APIRouter(tags=["probes"])
 
 
 @router.get("/healthz")
-def healthz() -> dict[str, str]:
+async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
 @router.get("/readyz", responses={503: {"description": "loading, failed to start, or draining"}})
-def readyz(runtime: RuntimeDep) -> JSONResponse:
+async def readyz(runtime: RuntimeDep) -> JSONResponse:
     if runtime.drain.draining:
         return _not_ready("the server is shutting down", "draining")
     if runtime.startup_error is not None:
@@ -41,7 +41,7 @@ info_router = APIRouter(prefix="/v1", tags=["info"])
 
 
 @info_router.get("/info")
-def info(model: ModelNameDep, limits: LimitsDep) -> dict[str, Any]:
+async def info(model: ModelNameDep, limits: LimitsDep) -> dict[str, Any]:
     """The model, and the limits a client builds its controls from (the UI over HTTP)."""
     return {
         "model": model,

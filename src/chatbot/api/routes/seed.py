@@ -28,7 +28,7 @@ class SeedChatRequest(BaseModel):
 
 
 @router.get("/")
-def root() -> dict[str, str]:
+async def root() -> dict[str, str]:
     return {"status": "OK!"}
 
 
