@@ -20,7 +20,7 @@ from chatbot.api.middleware import (
 )
 from chatbot.api.openai.router import router as openai_router
 from chatbot.api.routes import conversations, health, prometheus, seed
-from chatbot.api.state import Runtime
+from chatbot.api.runtime import Runtime
 from chatbot.config import EngineSettings, LimitSettings, ServerSettings, StoreSettings
 from chatbot.engine import Engine, create_engine, warm_up
 from chatbot.errors import ChatbotError, ConfigurationError

@@ -11,7 +11,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from chatbot.api.state import Runtime
+from chatbot.api.runtime import Runtime
 from chatbot.config import LimitSettings, ServerSettings
 from chatbot.errors import UnavailableError
 from chatbot.service.local import ChatService

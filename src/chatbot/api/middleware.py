@@ -14,7 +14,7 @@ from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from chatbot.api.error_handlers import error_body
-from chatbot.api.state import Runtime
+from chatbot.api.runtime import Runtime
 
 logger = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from types import FrameType
 import uvicorn
 
 from chatbot.api.app import create_app
-from chatbot.api.state import Runtime
+from chatbot.api.runtime import Runtime
 from chatbot.config import EngineSettings, LimitSettings, ServerSettings, StoreSettings
 
 logger = logging.getLogger(__name__)
