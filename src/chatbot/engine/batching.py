@@ -16,15 +16,14 @@ than a static batch here (39 vs 115 tok/s for 8 requests), hence this small loop
 
 from __future__ import annotations
 
-import collections
 import logging
-import threading
 from typing import Any
 
 import torch
 from transformers import DynamicCache
 
 from chatbot.domain import FinishReason
+from chatbot.engine.arrivals import ArrivalQueue
 from chatbot.engine.sequence import SequenceState
 from chatbot.engine.threads import start_model_thread
 
@@ -140,21 +139,17 @@ class BatchingScheduler:
         self._model = model
         self._device = device
         self.max_batch_size = max_batch_size
-        self._waiting: collections.deque[SequenceState] = collections.deque()
-        self._wakeup = threading.Condition()
-        self._closed = False
+        self._arrivals: ArrivalQueue[SequenceState] = ArrivalQueue(
+            lambda s: s.cancelled, lambda s: s.finish(FinishReason.CANCELLED)
+        )
         self._batch = _Batch(model, device)
         self._thread = start_model_thread(self._run, name)
 
     def submit(self, sequence: SequenceState) -> None:
-        with self._wakeup:
-            self._waiting.append(sequence)
-            self._wakeup.notify()
+        self._arrivals.put(sequence)
 
     def close(self) -> None:
-        with self._wakeup:
-            self._closed = True
-            self._wakeup.notify()
+        self._arrivals.close()
         self._thread.join(timeout=30)
 
     @property
@@ -164,7 +159,9 @@ class BatchingScheduler:
 
     def _run(self) -> None:
         while True:
-            arrivals = self._take_arrivals()
+            arrivals = self._arrivals.take(
+                self.max_batch_size - len(self._batch), busy=bool(self._batch.rows)
+            )
             if arrivals is None:
                 break
             try:
@@ -178,24 +175,8 @@ class BatchingScheduler:
                 for row in self._batch.rows:
                     row.fail(exc)
                 self._batch = _Batch(self._model, self._device)
-        for row in [*self._batch.rows, *self._waiting]:
+        for row in [*self._batch.rows, *self._arrivals.drain()]:
             row.finish(FinishReason.CANCELLED)
-
-    def _take_arrivals(self) -> list[SequenceState] | None:
-        """New requests that fit in the batch; waits only when there is nothing to decode."""
-        with self._wakeup:
-            while not self._closed and not self._waiting and not self._batch.rows:
-                self._wakeup.wait()
-            if self._closed:
-                return None
-            for queued in [s for s in self._waiting if s.cancelled]:  # stop costs no wait
-                self._waiting.remove(queued)
-                queued.finish(FinishReason.CANCELLED)
-            room = self.max_batch_size - len(self._batch)
-            taken: list[SequenceState] = []
-            while self._waiting and len(taken) < room:
-                taken.append(self._waiting.popleft())
-            return taken
 
     def _admit(self, sequence: SequenceState) -> None:
         """Prefill one request alone, emit its first token, and splice it into the batch."""

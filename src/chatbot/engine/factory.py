@@ -14,15 +14,9 @@ def create_engine(settings: EngineSettings) -> Engine:
     """Construct (not load) the engine; loading is the caller's choice of moment."""
     match settings.engine:
         case EngineKind.OPENVINO:
-            try:
-                import openvino_genai  # noqa: F401
-            except ImportError as exc:
-                raise ConfigurationError(
-                    "CHATBOT_ENGINE=openvino needs openvino-genai: pip install openvino-genai "
-                    "(or set CHATBOT_ENGINE=transformers)"
-                ) from exc
-            from chatbot.engine.openvino_engine import OpenVINOEngine
+            from chatbot.engine.openvino_engine import OpenVINOEngine, _genai
 
+            _genai()  # a clear error now if the runtime is missing
             return OpenVINOEngine(settings)
         case EngineKind.TRANSFORMERS:
             from chatbot.engine.transformers_engine import TransformersEngine

@@ -11,21 +11,20 @@ sequences and limits are the same :class:`SequenceState` the transformers engine
 
 from __future__ import annotations
 
-import collections
 import logging
 import os
 import threading
-import time
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
 from chatbot.config import EngineSettings
-from chatbot.domain import FinishReason, GenerationParams, Message
-from chatbot.engine.base import Accepted, Chunk, ChunkChannel, PromptWorker, stream_threaded
-from chatbot.engine.context import fit_to_context
+from chatbot.domain import FinishReason, Message
+from chatbot.engine.arrivals import ArrivalQueue
+from chatbot.engine.base import PromptWorker
+from chatbot.engine.local import Loaded, LocalEngine, import_runtime
 from chatbot.engine.model_source import resolve
 from chatbot.engine.sequence import SequenceState
 from chatbot.engine.threads import start_model_thread
@@ -38,17 +37,12 @@ DEFAULT_WINDOW = 2048  # per request
 # few hundred tokens. When it fills, the longest reply ends early (finish reason "length").
 KV_POOL_TOKENS = 4096
 PREFILL_CHUNK = 512
-CPU = torch.device("cpu")
 
 
 def _bindings() -> Any:
-    try:
-        import llama_cpp
-    except ImportError as exc:  # pragma: no cover - depends on the install
-        raise ConfigurationError(
-            "CHATBOT_ENGINE=llamacpp needs llama-cpp-python: pip install 'chatbot[llamacpp]'"
-        ) from exc
-    return llama_cpp
+    return import_runtime(
+        "llama_cpp", "CHATBOT_ENGINE=llamacpp", "llama-cpp-python: pip install 'chatbot[llamacpp]'"
+    )
 
 
 class _Detokenizer:
@@ -118,27 +112,27 @@ class _LlamaScheduler:
         self._free_ids = list(range(slots))
         self._pool_full = False  # admit nobody until a row leaves and frees KV cells
         self._rows: list[_Row] = []
-        self._waiting: collections.deque[SequenceState] = collections.deque()
-        self._wakeup = threading.Condition()
-        self._closed = False
+        self._arrivals: ArrivalQueue[SequenceState] = ArrivalQueue(
+            lambda s: s.cancelled, lambda s: s.finish(FinishReason.CANCELLED)
+        )
         self._batch = llama_cpp.llama_batch_init(max(PREFILL_CHUNK, slots), 0, 1)
         self._thread = start_model_thread(self._run, "engine-llamacpp")
 
     def submit(self, sequence: SequenceState) -> None:
-        with self._wakeup:
-            self._waiting.append(sequence)
-            self._wakeup.notify()
+        self._arrivals.put(sequence)
 
     def close(self) -> None:
-        with self._wakeup:
-            self._closed = True
-            self._wakeup.notify()
+        self._arrivals.close()
         self._thread.join(timeout=30)
         if not self._thread.is_alive():
             self._lib.llama_batch_free(self._batch)
 
     def _run(self) -> None:
-        while (arrivals := self._take_arrivals()) is not None:
+        while (
+            arrivals := self._arrivals.take(
+                0 if self._pool_full else len(self._free_ids), busy=bool(self._rows)
+            )
+        ) is not None:
             try:
                 for sequence in arrivals:
                     self._admit(sequence)
@@ -152,23 +146,11 @@ class _LlamaScheduler:
                 self._rows = []
         for row in self._rows:
             row.sequence.finish(FinishReason.CANCELLED)
-        for sequence in self._waiting:
+        for sequence in self._arrivals.drain():
             sequence.finish(FinishReason.CANCELLED)
 
-    def _take_arrivals(self) -> list[SequenceState] | None:
-        with self._wakeup:
-            while not self._closed and not self._waiting and not self._rows:
-                self._wakeup.wait()
-            if self._closed:
-                return None
-            for queued in [s for s in self._waiting if s.cancelled]:  # stop costs no wait
-                self._waiting.remove(queued)
-                queued.finish(FinishReason.CANCELLED)
-            taken: list[SequenceState] = []
-            room = 0 if self._pool_full else len(self._free_ids)
-            while self._waiting and len(taken) < room:
-                taken.append(self._waiting.popleft())
-            return taken
+    def _room(self) -> int:
+        return 0 if self._pool_full else len(self._free_ids)
 
     def _admit(self, sequence: SequenceState) -> None:
         if sequence.cancelled:
@@ -184,8 +166,7 @@ class _LlamaScheduler:
                         raise RuntimeError("the prompt does not fit in llama.cpp's KV cache")
                     self._release(row)
                     self._pool_full = True
-                    with self._wakeup:  # try again once a running reply has finished
-                        self._waiting.appendleft(sequence)
+                    self._arrivals.put_back(sequence)  # again once a reply has finished
                     return
             if sequence.advance(sequence.choose(self._logits(self._batch.n_tokens - 1))):
                 self._release(row)
@@ -261,113 +242,30 @@ class _LlamaScheduler:
         self._pool_full = False
 
 
-class _Loaded:
-    def __init__(
-        self,
-        model: Any,
-        context: Any,
-        prompt: _ChatPrompt,
-        eos_ids: frozenset[int],
-        scheduler: _LlamaScheduler,
-        window: int,
-    ) -> None:
-        self.model = model
-        self.context = context
-        self.prompt = prompt
-        self.eos_ids = eos_ids
-        self.scheduler = scheduler
-        self.window = window
-        self.detokenizer = _Detokenizer(model)
-        self.prompts = PromptWorker("llamacpp")
-
-    def prompt_tokens_of(self, messages: Sequence[Message]) -> int:
-        return len(self.prompt.encode(messages))
+def _free(context: Any, model: Any) -> None:
+    context.close()
+    model.close()
 
 
-class LlamaCppEngine:
+class LlamaCppEngine(LocalEngine):
     """GGUF models on llama.cpp; batched across requests up to ``max_batch_size``."""
 
+    runtime_name = "llama.cpp"
+
     def __init__(self, settings: EngineSettings) -> None:
-        self._settings = settings
-        self._source = resolve(settings.model)
-        if self._source.gguf_path is None:
+        source = resolve(settings.model)
+        if source.gguf_path is None:
             raise ConfigurationError(
                 f"CHATBOT_MODEL: the llamacpp engine needs a .gguf file, not {settings.model!r}"
             )
-        self._path = self._source.gguf_path
+        super().__init__(settings, source)
+        self._path = source.gguf_path
         self._slots = settings.max_batch_size if settings.batching else 1
-        self._loaded: _Loaded | None = None
-        self._load_lock = threading.Lock()
-        self.load_seconds: float | None = None
 
-    @property
-    def model_id(self) -> str:
-        return self._source.display_name
-
-    @property
-    def context_window(self) -> int:
-        return self._state().window
-
-    def load(self) -> None:
-        with self._load_lock:
-            if self._loaded is None:
-                started = time.perf_counter()
-                self._loaded = self._load()
-                self.load_seconds = time.perf_counter() - started
-                logger.info(
-                    "loaded %s on llama.cpp (%d sequences of %d tokens) in %.1fs",
-                    self.model_id,
-                    self._slots,
-                    self._loaded.window,
-                    self.load_seconds,
-                )
-
-    def generate(
-        self, messages: Sequence[Message], params: GenerationParams
-    ) -> AsyncGenerator[Chunk, None]:
-        state = self._state()
-        return stream_threaded(
-            state.prompts, lambda channel: self._submit(state, messages, params, channel)
-        )
-
-    def _submit(
-        self,
-        state: _Loaded,
-        messages: Sequence[Message],
-        params: GenerationParams,
-        channel: ChunkChannel,
-    ) -> Accepted:
-        fitted = fit_to_context(
-            messages, state.prompt_tokens_of, state.window, params.max_new_tokens
-        )
-        input_ids = state.prompt.encode(fitted.messages)
-        sequence = SequenceState(
-            channel,
-            params.model_copy(update={"max_new_tokens": fitted.max_new_tokens}),
-            state.detokenizer,
-            state.eos_ids,
-            input_ids,
-            CPU,
-            fitted.dropped_messages,
-        )
+    def _queue(self, state: Loaded, sequence: SequenceState, extra: Any) -> None:
         state.scheduler.submit(sequence)
-        return Accepted(len(input_ids), fitted.dropped_messages)
 
-    def close(self) -> None:
-        with self._load_lock:
-            if self._loaded is not None:
-                self._loaded.prompts.close()
-                self._loaded.scheduler.close()
-                self._loaded.context.close()
-                self._loaded.model.close()
-                self._loaded = None
-
-    def _state(self) -> _Loaded:
-        self.load()
-        assert self._loaded is not None
-        return self._loaded
-
-    def _load(self) -> _Loaded:
+    def _load(self) -> Loaded:
         llama_cpp = _bindings()
         from llama_cpp import _internals
 
@@ -404,4 +302,13 @@ class LlamaCppEngine:
         eos_ids = frozenset(t for t in range(n_vocab) if llama_cpp.llama_vocab_is_eog(vocab, t))
         prompt = _ChatPrompt(llama_cpp, model)
         scheduler = _LlamaScheduler(llama_cpp, context, n_vocab, self._slots)
-        return _Loaded(model, context, prompt, eos_ids, scheduler, window)
+        return Loaded(
+            model=model,
+            tokenizer=_Detokenizer(model),
+            prompt=prompt,
+            eos_ids=eos_ids,
+            scheduler=scheduler,
+            window=window,
+            prompts=PromptWorker("llamacpp"),
+            free=lambda: _free(context, model),
+        )

@@ -23,25 +23,22 @@ the one place to change it.
 
 from __future__ import annotations
 
-import collections
 import itertools
 import json
 import logging
 import random
 import struct
-import threading
-import time
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import numpy as np
-import torch
 
 from chatbot.config import EngineSettings
 from chatbot.domain import FinishReason, GenerationParams, Message
-from chatbot.engine.base import Accepted, Chunk, ChunkChannel, PromptWorker, stream_threaded
-from chatbot.engine.context import fit_to_context
+from chatbot.engine.arrivals import ArrivalQueue
+from chatbot.engine.base import Chunk, PromptWorker, stream_threaded
+from chatbot.engine.local import Loaded, LocalEngine, import_runtime
 from chatbot.engine.model_source import resolve
 from chatbot.engine.sequence import SequenceState
 from chatbot.engine.threads import start_model_thread
@@ -54,18 +51,15 @@ logger = logging.getLogger(__name__)
 DEFAULT_WINDOW = 8192
 CACHE_SIZE_GB = 1  # about 23k tokens of f32 KV cache for the embedded model
 KV_CACHE_PRECISION = "f32"  # see the module docstring; None takes the plugin's u8
-CPU = torch.device("cpu")
 _OTHER_ENGINES = "set CHATBOT_ENGINE=transformers (or llamacpp) for this model"
 
 
 def _genai() -> Any:
-    try:
-        import openvino_genai
-    except ImportError as exc:  # pragma: no cover - depends on the install
-        raise ConfigurationError(
-            "CHATBOT_ENGINE=openvino needs openvino-genai: pip install openvino-genai"
-        ) from exc
-    return openvino_genai
+    return import_runtime(
+        "openvino_genai",
+        "CHATBOT_ENGINE=openvino",
+        "openvino-genai: pip install openvino-genai (or set CHATBOT_ENGINE=transformers)",
+    )
 
 
 _GGUF_SCALARS = {
@@ -164,9 +158,9 @@ class _OpenVINOScheduler:
         self._pipeline = pipeline
         self._ids = itertools.count()
         self._rows: list[_Request] = []
-        self._waiting: collections.deque[_Request] = collections.deque()
-        self._wakeup = threading.Condition()
-        self._closed = False
+        self._arrivals: ArrivalQueue[_Request] = ArrivalQueue(
+            lambda r: r.sequence.cancelled, lambda r: r.sequence.finish(FinishReason.CANCELLED)
+        )
         self._running = genai.GenerationStatus.RUNNING
         from openvino import Tensor
 
@@ -174,18 +168,14 @@ class _OpenVINOScheduler:
         self._thread = start_model_thread(self._run, "engine-openvino")
 
     def submit(self, request: _Request) -> None:
-        with self._wakeup:
-            self._waiting.append(request)
-            self._wakeup.notify()
+        self._arrivals.put(request)
 
     def close(self) -> None:
-        with self._wakeup:
-            self._closed = True
-            self._wakeup.notify()
+        self._arrivals.close()
         self._thread.join(timeout=30)
 
     def _run(self) -> None:
-        while (arrivals := self._take_arrivals()) is not None:
+        while (arrivals := self._arrivals.take(None, busy=bool(self._rows))) is not None:
             try:
                 for request in arrivals:
                     self._admit(request)
@@ -202,18 +192,8 @@ class _OpenVINOScheduler:
         for row in self._rows:
             self._drop(row)
             row.sequence.finish(FinishReason.CANCELLED)
-        for request in self._waiting:
+        for request in self._arrivals.drain():
             request.sequence.finish(FinishReason.CANCELLED)
-
-    def _take_arrivals(self) -> list[_Request] | None:
-        with self._wakeup:
-            while not self._closed and not self._waiting and not self._rows:
-                self._wakeup.wait()
-            if self._closed:
-                return None
-            taken = list(self._waiting)
-            self._waiting.clear()
-            return taken
 
     def _admit(self, request: _Request) -> None:
         if request.sequence.cancelled:
@@ -260,29 +240,7 @@ class _OpenVINOScheduler:
             row.handle.cancel()
 
 
-class _Loaded:
-    def __init__(
-        self,
-        pipeline: Any,
-        prompt: _ChatPrompt,
-        detokenizer: Any,
-        eos_ids: frozenset[int],
-        scheduler: _OpenVINOScheduler,
-        window: int,
-    ) -> None:
-        self.pipeline = pipeline
-        self.prompt = prompt
-        self.detokenizer = detokenizer
-        self.eos_ids = eos_ids
-        self.scheduler = scheduler
-        self.window = window
-        self.prompts = PromptWorker("openvino")
-
-    def prompt_tokens_of(self, messages: Sequence[Message]) -> int:
-        return len(self.prompt.encode(messages))
-
-
-class OpenVINOEngine:
+class OpenVINOEngine(LocalEngine):
     """GGUF models (or OpenVINO IR folders) on OpenVINO GenAI, batched up to ``max_batch_size``.
 
     Besides the :class:`~chatbot.engine.base.Engine` protocol, :meth:`generate` takes an
@@ -290,45 +248,21 @@ class OpenVINOEngine:
     (OpenVINO's structured output, xgrammar underneath).
     """
 
+    runtime_name = "OpenVINO"
     supports_json_schema = True
 
     def __init__(self, settings: EngineSettings, *, kv_cache_precision: str | None = None) -> None:
-        self._settings = settings
-        self._source = resolve(settings.model)
-        path = self._source.gguf_path or Path(self._source.location)
-        if self._source.gguf_path is None and not (path / "openvino_model.xml").is_file():
+        source = resolve(settings.model)
+        path = source.gguf_path or Path(source.location)
+        if source.gguf_path is None and not (path / "openvino_model.xml").is_file():
             raise ConfigurationError(
                 f"CHATBOT_MODEL: the openvino engine needs a .gguf file or an OpenVINO IR folder, "
                 f"not {settings.model!r}; {_OTHER_ENGINES}"
             )
+        super().__init__(settings, source)
         self._path = path
         self._kv_precision = kv_cache_precision or KV_CACHE_PRECISION
         self._slots = settings.max_batch_size if settings.batching else 1
-        self._loaded: _Loaded | None = None
-        self._load_lock = threading.Lock()
-        self.load_seconds: float | None = None
-
-    @property
-    def model_id(self) -> str:
-        return self._source.display_name
-
-    @property
-    def context_window(self) -> int:
-        return self._state().window
-
-    def load(self) -> None:
-        with self._load_lock:
-            if self._loaded is None:
-                started = time.perf_counter()
-                self._loaded = self._load()
-                self.load_seconds = time.perf_counter() - started
-                logger.info(
-                    "loaded %s on OpenVINO (%d sequences, window %d) in %.1fs",
-                    self.model_id,
-                    self._slots,
-                    self._loaded.window,
-                    self.load_seconds,
-                )
 
     def generate(
         self,
@@ -343,30 +277,9 @@ class OpenVINOEngine:
             lambda channel: self._submit(state, messages, params, channel, json_schema),
         )
 
-    def _submit(
-        self,
-        state: _Loaded,
-        messages: Sequence[Message],
-        params: GenerationParams,
-        channel: ChunkChannel,
-        json_schema: Mapping[str, Any] | None,
-    ) -> Accepted:
-        fitted = fit_to_context(
-            messages, state.prompt_tokens_of, state.window, params.max_new_tokens
-        )
-        input_ids = state.prompt.encode(fitted.messages)
-        params = params.model_copy(update={"max_new_tokens": fitted.max_new_tokens})
-        sequence = SequenceState(
-            channel,
-            params,
-            state.detokenizer,
-            state.eos_ids,
-            input_ids,
-            CPU,
-            fitted.dropped_messages,
-        )
-        state.scheduler.submit(_Request(sequence, self._config(params, state.eos_ids, json_schema)))
-        return Accepted(len(input_ids), fitted.dropped_messages)
+    def _queue(self, state: Loaded, sequence: SequenceState, extra: Any) -> None:
+        config = self._config(sequence.params, state.eos_ids, extra)
+        state.scheduler.submit(_Request(sequence, config))
 
     def _config(
         self,
@@ -394,19 +307,7 @@ class OpenVINOEngine:
             config.structured_output_config = structured
         return config
 
-    def close(self) -> None:
-        with self._load_lock:
-            if self._loaded is not None:
-                self._loaded.prompts.close()
-                self._loaded.scheduler.close()
-                self._loaded = None
-
-    def _state(self) -> _Loaded:
-        self.load()
-        assert self._loaded is not None
-        return self._loaded
-
-    def _load(self) -> _Loaded:
+    def _load(self) -> Loaded:
         genai = _genai()
         scheduler_config = genai.SchedulerConfig()
         scheduler_config.cache_size = CACHE_SIZE_GB
@@ -436,4 +337,12 @@ class OpenVINOEngine:
             declared = gguf_context_length(self._path) if self._source.gguf_path else None
             window = declared or DEFAULT_WINDOW
         scheduler = _OpenVINOScheduler(genai, pipeline)
-        return _Loaded(pipeline, _ChatPrompt(tokenizer), tokenizer, eos_ids, scheduler, window)
+        return Loaded(
+            model=pipeline,
+            tokenizer=tokenizer,
+            prompt=_ChatPrompt(tokenizer),
+            eos_ids=eos_ids,
+            scheduler=scheduler,
+            window=window,
+            prompts=PromptWorker("openvino"),
+        )

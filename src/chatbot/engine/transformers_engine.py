@@ -3,22 +3,18 @@
 from __future__ import annotations
 
 import logging
-import threading
-import time
-from collections.abc import AsyncGenerator, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from chatbot.config import Device, EngineSettings
-from chatbot.domain import GenerationParams, Message
 from chatbot.engine import gguf_cache
-from chatbot.engine.base import Accepted, Chunk, ChunkChannel, PromptWorker, stream_threaded
+from chatbot.engine.base import PromptWorker
 from chatbot.engine.batching import BatchingScheduler
-from chatbot.engine.context import fit_to_context
 from chatbot.engine.decoding import CausalSession, DecodingSession, Seq2SeqSession
-from chatbot.engine.model_source import ModelSource, resolve
+from chatbot.engine.local import Loaded, LocalEngine
+from chatbot.engine.model_source import resolve
 from chatbot.engine.prompting import ChatTemplatePrompt, PromptFormat, Seq2SeqHistoryPrompt
 from chatbot.engine.scheduler import SequentialScheduler
 from chatbot.engine.sequence import SequenceState
@@ -27,113 +23,25 @@ from chatbot.errors import ConfigurationError
 logger = logging.getLogger(__name__)
 
 
-class _Loaded:
-    """What exists only after loading; kept together so a half-loaded engine cannot exist."""
-
-    def __init__(
-        self,
-        model: Any,
-        tokenizer: Any,
-        prompt: PromptFormat,
-        eos_ids: frozenset[int],
-        scheduler: SequentialScheduler | BatchingScheduler,
-        reply_limit: int | None,
-    ) -> None:
-        self.model = model
-        self.tokenizer = tokenizer
-        self.prompt = prompt
-        self.eos_ids = eos_ids
-        self.scheduler = scheduler
-        self.reply_limit = reply_limit
-        self.prompts = PromptWorker("engine")
-
-    def prompt_tokens_of(self, messages: Sequence[Message]) -> int:
-        return len(self.prompt.encode(messages))
-
-
-class TransformersEngine:
+class TransformersEngine(LocalEngine):
     """Causal LMs with a chat template (folders, hub ids, GGUF files) and seq2seq chat models."""
 
+    runtime_name = "transformers"
+
     def __init__(self, settings: EngineSettings) -> None:
-        self._settings = settings
-        self._source: ModelSource = resolve(settings.model)
-        self._device = _pick_device(settings.device)
-        self._loaded: _Loaded | None = None
-        self._load_lock = threading.Lock()
-        self.load_seconds: float | None = None
+        super().__init__(settings, resolve(settings.model))
+        self.device = _pick_device(settings.device)
 
-    @property
-    def model_id(self) -> str:
-        return self._source.display_name
-
-    @property
-    def context_window(self) -> int:
-        return self._state().prompt.input_window
-
-    @property
-    def device(self) -> torch.device:
-        return self._device
-
-    def load(self) -> None:
-        with self._load_lock:
-            if self._loaded is None:
-                started = time.perf_counter()
-                self._loaded = self._load()
-                self.load_seconds = time.perf_counter() - started
-                logger.info(
-                    "loaded %s on %s in %.1fs", self.model_id, self._device, self.load_seconds
-                )
-
-    def generate(
-        self, messages: Sequence[Message], params: GenerationParams
-    ) -> AsyncGenerator[Chunk, None]:
-        state = self._state()
-        return stream_threaded(
-            state.prompts, lambda channel: self._submit(state, messages, params, channel)
-        )
-
-    def _submit(
-        self,
-        state: _Loaded,
-        messages: Sequence[Message],
-        params: GenerationParams,
-        channel: ChunkChannel,
-    ) -> Accepted:
-        if state.reply_limit is None:
-            fitted = fit_to_context(
-                messages, state.prompt_tokens_of, state.prompt.input_window, params.max_new_tokens
-            )
-            max_new = fitted.max_new_tokens
-        else:
-            fitted = fit_to_context(messages, state.prompt_tokens_of, state.prompt.input_window, 0)
-            max_new = min(params.max_new_tokens, state.reply_limit)
-        input_ids = state.prompt.encode(fitted.messages)
-        sequence = SequenceState(
-            channel,
-            params.model_copy(update={"max_new_tokens": max_new}),
-            state.tokenizer,
-            state.eos_ids,
-            input_ids,
-            self._device,
-            fitted.dropped_messages,
-        )
+    def _queue(self, state: Loaded, sequence: SequenceState, extra: Any) -> None:
         state.scheduler.submit(sequence)
-        return Accepted(len(input_ids), fitted.dropped_messages)
-
-    def close(self) -> None:
-        with self._load_lock:
-            if self._loaded is not None:
-                self._loaded.prompts.close()
-                self._loaded.scheduler.close()
-                self._loaded = None
 
     # -- loading ---------------------------------------------------------------------------
-    def _state(self) -> _Loaded:
+    def _state(self) -> Loaded:
         self.load()
         assert self._loaded is not None
         return self._loaded
 
-    def _load(self) -> _Loaded:
+    def _load(self) -> Loaded:
         from transformers import (
             AutoConfig,
             AutoModelForCausalLM,
@@ -154,7 +62,7 @@ class TransformersEngine:
                 AutoModelForSeq2SeqLM if config.is_encoder_decoder else AutoModelForCausalLM
             )
             model: Any = model_class.from_pretrained(
-                location, dtype=_dtype_for(self._device), **kwargs
+                location, dtype=_dtype_for(self.device), **kwargs
             )
         except (OSError, ValueError) as exc:
             raise ConfigurationError(
@@ -162,7 +70,7 @@ class TransformersEngine:
             ) from exc
         if convert_to is not None:
             gguf_cache.store(convert_to, model, tokenizer)
-        model.to(self._device)
+        model.to(self.device)
         model.eval()
         eos_ids = _eos_ids(model, tokenizer)
         window = self._settings.context_window
@@ -184,10 +92,19 @@ class TransformersEngine:
             and self._settings.max_batch_size > 1
             and not (config.is_encoder_decoder)
         ):
-            scheduler = BatchingScheduler(model, self._device, self._settings.max_batch_size, name)
+            scheduler = BatchingScheduler(model, self.device, self._settings.max_batch_size, name)
         else:  # the seed's one-request-at-a-time design (and every seq2seq model)
             scheduler = SequentialScheduler(new_session, name=name)
-        return _Loaded(model, tokenizer, prompt, eos_ids, scheduler, reply_limit)
+        return Loaded(
+            model=model,
+            tokenizer=tokenizer,
+            prompt=prompt,
+            eos_ids=eos_ids,
+            scheduler=scheduler,
+            window=prompt.input_window,
+            prompts=PromptWorker("transformers"),
+            reply_limit=reply_limit,
+        )
 
     def _where_to_load_from(self) -> tuple[str, dict[str, Any], Path | None]:
         """A GGUF file loads from its converted copy when there is one; else it makes one."""
@@ -200,7 +117,7 @@ class TransformersEngine:
         return self._source.location, {"gguf_file": self._source.gguf_file}, folder
 
     def _session_factory(self, kind: type[CausalSession] | type[Seq2SeqSession], model: Any) -> Any:
-        device = self._device
+        device = self.device
 
         def new_session(input_ids: list[int]) -> DecodingSession:
             return kind(model, input_ids, device)

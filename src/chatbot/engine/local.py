@@ -1,0 +1,166 @@
+"""What the engines that run a model in this process share: transformers, llama.cpp, OpenVINO.
+
+Each loads once (on first use or when asked, never at import), keeps what loading made in one
+object (so a half-loaded engine cannot exist), tokenizes and fits prompts on its
+:class:`~chatbot.engine.base.PromptWorker`, and queues a
+:class:`~chatbot.engine.sequence.SequenceState` on its own model thread. Only ``_load`` and
+``_queue`` differ from engine to engine.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import threading
+import time
+from collections.abc import AsyncGenerator, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import torch
+
+from chatbot.config import EngineSettings
+from chatbot.domain import GenerationParams, Message
+from chatbot.engine.base import Accepted, Chunk, ChunkChannel, PromptWorker, stream_threaded
+from chatbot.engine.context import fit_to_context
+from chatbot.engine.model_source import ModelSource
+from chatbot.engine.sequence import SequenceState
+from chatbot.errors import ConfigurationError
+
+logger = logging.getLogger(__name__)
+
+
+def import_runtime(module: str, setting: str, install: str) -> Any:
+    """An optional runtime's module, or an error that says how to install it or what else works."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise ConfigurationError(f"{setting} needs {install}") from exc
+
+
+class PromptEncoder(Protocol):
+    def encode(self, messages: Sequence[Message]) -> list[int]: ...
+
+
+class Scheduler(Protocol):
+    """The model thread: takes requests, stops when closed."""
+
+    def submit(self, request: Any) -> None: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass
+class Loaded:
+    """What loading made, kept together so a half-loaded engine cannot exist."""
+
+    model: Any
+    tokenizer: Any  # decodes token ids: what IncrementalDetokenizer calls
+    prompt: PromptEncoder
+    eos_ids: frozenset[int]
+    scheduler: Scheduler
+    window: int
+    prompts: PromptWorker
+    reply_limit: int | None = None  # seq2seq decoders cap the reply whatever the window
+    free: Callable[[], None] | None = None  # what else loading made (llama.cpp's context)
+
+    def close(self) -> None:
+        self.prompts.close()
+        self.scheduler.close()
+        if self.free is not None:
+            self.free()
+
+
+class LocalEngine:
+    """Load once, generate through the prompt worker and a model thread, close once."""
+
+    runtime_name = "engine"
+    device = torch.device("cpu")
+
+    def __init__(self, settings: EngineSettings, source: ModelSource) -> None:
+        self._settings = settings
+        self._source = source
+        self._loaded: Loaded | None = None
+        self._load_lock = threading.Lock()
+        self.load_seconds: float | None = None
+
+    @property
+    def model_id(self) -> str:
+        return self._source.display_name
+
+    @property
+    def context_window(self) -> int:
+        return self._state().window
+
+    def load(self) -> None:
+        with self._load_lock:
+            if self._loaded is None:
+                started = time.perf_counter()
+                self._loaded = self._load()
+                self.load_seconds = time.perf_counter() - started
+                logger.info(
+                    "loaded %s on %s (window %d) in %.1fs",
+                    self.model_id,
+                    self.runtime_name,
+                    self._loaded.window,
+                    self.load_seconds,
+                )
+
+    def generate(
+        self, messages: Sequence[Message], params: GenerationParams
+    ) -> AsyncGenerator[Chunk, None]:
+        state = self._state()
+        return stream_threaded(
+            state.prompts, lambda channel: self._submit(state, messages, params, channel)
+        )
+
+    def close(self) -> None:
+        with self._load_lock:
+            if self._loaded is not None:
+                self._loaded.close()
+                self._loaded = None
+
+    # -- for the engines ---------------------------------------------------------------------
+    def _state(self) -> Loaded:
+        self.load()
+        assert self._loaded is not None
+        return self._loaded
+
+    def _submit(
+        self,
+        state: Loaded,
+        messages: Sequence[Message],
+        params: GenerationParams,
+        channel: ChunkChannel,
+        extra: Any = None,
+    ) -> Accepted:
+        """Fit the prompt to the window (oldest turns first), tokenize, queue; on the worker."""
+
+        def count(candidate: Sequence[Message]) -> int:
+            return len(state.prompt.encode(candidate))
+
+        if state.reply_limit is None:
+            fitted = fit_to_context(messages, count, state.window, params.max_new_tokens)
+            max_new = fitted.max_new_tokens
+        else:  # the decoder, not the window, bounds the reply
+            fitted = fit_to_context(messages, count, state.window, 0)
+            max_new = min(params.max_new_tokens, state.reply_limit)
+        input_ids = state.prompt.encode(fitted.messages)
+        sequence = SequenceState(
+            channel,
+            params.model_copy(update={"max_new_tokens": max_new}),
+            state.tokenizer,
+            state.eos_ids,
+            input_ids,
+            self.device,
+            fitted.dropped_messages,
+        )
+        self._queue(state, sequence, extra)
+        return Accepted(len(input_ids), fitted.dropped_messages)
+
+    def _load(self) -> Loaded:
+        raise NotImplementedError
+
+    def _queue(self, state: Loaded, sequence: SequenceState, extra: Any) -> None:
+        """Hand the request to the model thread."""
+        raise NotImplementedError
