@@ -96,6 +96,16 @@ def _acknowledged_user(result: StreamResult) -> dict[str, Any]:
     return user
 
 
+def _wait_until_saved(url: str, conversation_ids: list[str], timeout: float = 60) -> None:
+    """Until every reply shows saved text (on a loaded machine a save can take a while)."""
+    deadline = time.monotonic() + timeout
+    with httpx.Client(base_url=url, timeout=30) as client:
+        for cid in conversation_ids:
+            while not client.get(f"/v1/conversations/{cid}").json()["messages"][-1]["content"]:
+                assert time.monotonic() < deadline, "no partial text was saved"
+                time.sleep(0.1)
+
+
 def test_kill_9_mid_reply_then_restart_then_sigterm_mid_stream(
     start_backend: Callable[..., BackendProcess], tmp_path: Path
 ) -> None:
@@ -113,7 +123,7 @@ def test_kill_9_mid_reply_then_restart_then_sigterm_mid_stream(
             cid, f"/v1/conversations/{cid}/messages", {"content": prompts[cid], "stream": True}
         )
     streams.wait_for_text()
-    time.sleep(0.8)  # partial text is saved every 0.5 s
+    _wait_until_saved(first.url, long_ids)  # partial text is saved every 0.5 s
     first.process.send_signal(signal.SIGKILL)
     assert first.process.wait(30) == -signal.SIGKILL
     streams.join()

@@ -25,6 +25,7 @@ logger = logging.getLogger(__name__)
 
 BUSY_RETRIES = 3
 STOP_KEY = "chatbot.stop"
+REFRESHED_KEY = "chatbot.refreshed_after_reply"
 
 
 @dataclass
@@ -70,7 +71,13 @@ def attach(service: ChatServiceProtocol, conversation_id: str) -> None:
         banners.show(exc)
         return
     if first is None:
+        # The reply ended between loading the page and attaching to it: run the page again to
+        # show it as stored (once, so a row that stays odd cannot loop the page).
+        if st.session_state.get(REFRESHED_KEY) != conversation_id:
+            st.session_state[REFRESHED_KEY] = conversation_id
+            st.rerun()
         return
+    st.session_state.pop(REFRESHED_KEY, None)
     result = _render_stream(service, conversation_id, first, events)
     if result.error is not None:
         banners.show(result.error)
