@@ -150,14 +150,22 @@ class Reply:
         def ready() -> bool:
             return len(self._pieces) > sent or self.finished
 
+        caught_up = False
         while True:
             async with self._changed:
                 await self._changed.wait_for(ready)
-                pending = "".join(self._pieces[sent:])
+                pieces = self._pieces[sent:]
                 sent = len(self._pieces)
                 end = self.end
-            if pending:
-                yield pending
+            if not caught_up and pieces:
+                # A reader arriving late (re-attach) gets what it missed as one piece; from
+                # then on, piece by piece, as the engine made them (an OpenAI client expects
+                # token-sized deltas).
+                yield "".join(pieces)
+            else:
+                for piece in pieces:
+                    yield piece
+            caught_up = True
             if end is not None:
                 yield end
                 return
@@ -263,7 +271,7 @@ class Reply:
         metrics = self._runner.metrics
         metrics.tokens_generated.labels(self.endpoint).inc(end.stats.completion_tokens)
         metrics.prompt_tokens.labels(self.endpoint).inc(end.stats.prompt_tokens)
-        if self._sink is not None:
+        if self._sink is not None and self._stop_reason is not StopReason.SHUTDOWN:
             try:
                 await self._sink.finish(self.text(), end)
             except ChatbotError as exc:
@@ -272,6 +280,11 @@ class Reply:
         async with self._changed:
             self.end = end
             self._changed.notify_all()
+        if self._sink is not None and self._stop_reason is StopReason.SHUTDOWN:
+            # Shutting down: readers hear it at once (the process may be gone before a slow
+            # database answers); the text is stored after, as a crash would leave it.
+            with contextlib.suppress(ChatbotError):
+                await self._sink.finish(self.text(), end)
 
 
 class ReplyRunner:
