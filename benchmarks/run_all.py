@@ -65,6 +65,11 @@ def rss_anon_kb(pid: int) -> int:
     return 0
 
 
+def checkpoint(out: Path, summary: dict[str, Any]) -> None:
+    """summary.json as it stands, after every row: a run cut short keeps what it measured."""
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+
+
 def thread_count(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("Threads:"):
@@ -213,6 +218,7 @@ def main() -> int:
             commands,
         )
         summary["rows"].append(label)
+        checkpoint(out, summary)
 
     raw = [
         ("raw-transformers-sequential", "transformers", {"CHATBOT_BATCHING": "false"}),
@@ -229,6 +235,7 @@ def main() -> int:
                 [chatbot, "bench", "--engine", engine, *bench_args(args, out, label)], env, commands
             )
             summary["rows"].append(label)
+            checkpoint(out, summary)
 
     backends = [
         ("backend-openvino", {}),  # the default engine for the embedded model
@@ -262,11 +269,14 @@ def main() -> int:
             run([chatbot, "bench", "--url", base, *bench_args(args, out, label)], {}, commands)
             summary["rss_anon_kb"][f"{label}:after-bench"] = rss_anon_kb(process.pid)
             summary["rows"].append(label)
+            checkpoint(out, summary)
             if label == "backend-openvino":
                 summary["threads"] = threads_run(chatbot, base, process.pid, args, out, commands)
                 summary["multi_turn"][label] = multi_turn(base, args)
+                checkpoint(out, summary)
                 if args.memory_requests:
                     summary["memory"] = memory_run(chatbot, base, process.pid, args, out, commands)
+                    checkpoint(out, summary)
 
     if wanted("peer-llama-server"):
         peer_llama_server(args, out, summary, commands)
@@ -301,6 +311,7 @@ def main() -> int:
             summary["rss_anon_kb"][f"{label}:ready"] = rss_anon_kb(process.pid)
             run([chatbot, "bench", "--url", base, *bench_args(args, out, label)], {}, commands)
             summary["rows"].append(label)
+            checkpoint(out, summary)
 
     summary["machine"]["loadavg_at_end"] = os.getloadavg()
     summary["targets"] = targets(out, summary)
@@ -357,6 +368,7 @@ def peer_llama_server(
         )
         summary["rows"].append(label)
         summary["multi_turn"][label] = multi_turn(base, args)
+        checkpoint(out, summary)
 
 
 USER_TURNS = (
