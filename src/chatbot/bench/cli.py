@@ -31,7 +31,7 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     )
     target.add_argument(
         "--engine",
-        choices=("transformers", "llamacpp"),
+        choices=("openvino", "transformers", "llamacpp"),
         help="bench the engine in this process, without HTTP (model: CHATBOT_MODEL)",
     )
     parser.add_argument(
