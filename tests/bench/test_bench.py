@@ -17,6 +17,7 @@ from chatbot.bench.stats import LevelResult, RequestRecord, percentile, summaris
 from chatbot.cli import main
 from chatbot.domain import FinishReason, GenerationParams, Message, Usage
 from chatbot.engine import Chunk
+from tests.fixtures.engines import run_async
 from tests.fixtures.servers import BackendProcess, free_port
 
 
@@ -128,24 +129,24 @@ async def _stream_one(parts: list[bytes], status: int = 200) -> RequestRecord:
 def test_http_stream_counts_chunks_and_the_servers_usage() -> None:
     usage = _data({"choices": [], "usage": {"completion_tokens": 3}})
     parts = [b": ping\n\n", _delta("a"), _delta("b"), usage, b"data: [DONE]\n\n"]
-    record = asyncio.run(_stream_one(parts))
+    record = run_async(_stream_one(parts))
     assert record.error is None
     assert len(record.chunk_times) == 2 and record.tokens == 3
 
 
 def test_http_stream_names_an_error_event_by_its_class() -> None:
     body = errors.to_http(errors.UpstreamTimeoutError("the upstream timed out"))[1]
-    record = asyncio.run(_stream_one([_delta("a"), _data(body)]))
+    record = run_async(_stream_one([_delta("a"), _data(body)]))
     assert record.error == "UpstreamTimeoutError: the upstream timed out"
 
 
 def test_http_stream_cut_before_done_is_an_error() -> None:
-    record = asyncio.run(_stream_one([_delta("a")]))
+    record = run_async(_stream_one([_delta("a")]))
     assert record.error == "the stream ended before [DONE]"
 
 
 def test_http_refusal_is_recorded_with_its_status() -> None:
-    record = asyncio.run(_stream_one([b'{"error": {"message": "busy"}}'], status=429))
+    record = run_async(_stream_one([b'{"error": {"message": "busy"}}'], status=429))
     assert record.error is not None and record.error.startswith("HTTP 429: ")
 
 
@@ -173,17 +174,18 @@ class _CountingEngine:
 
 
 def test_engine_load_runs_clients_as_tasks_not_threads() -> None:
-    threads_before = threading.active_count()
     seen: list[int] = []
+    before: list[int] = []
 
     async def level() -> LevelResult:
+        before.append(threading.active_count())  # the loop's own thread counted
         task = asyncio.ensure_future(engine_load.run_level(_CountingEngine(), 8, 2, 5))
         while not task.done():
             seen.append(threading.active_count())
             await asyncio.sleep(0.001)
         return await task
 
-    result = asyncio.run(level())
+    result = run_async(level())
     assert result.requests == 16 and result.errors == 0
     assert result.total_tokens == 16 * 5
-    assert max(seen) == threads_before
+    assert max(seen) == before[0]

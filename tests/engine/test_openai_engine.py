@@ -29,6 +29,7 @@ from chatbot.errors import (
     UpstreamTimeoutError,
 )
 from tests.engine.fault_upstream import MODEL, WINDOW, UpstreamLog, free_port, running_upstream
+from tests.fixtures.engines import run_async
 
 PARAMS = GenerationParams(max_new_tokens=8)
 
@@ -57,7 +58,7 @@ def reply(
     engine: OpenAIEngine, behaviour: str, params: GenerationParams = PARAMS
 ) -> tuple[str, Chunk]:
     """The whole text and the final chunk; the last user message picks the behaviour."""
-    return asyncio.run(collect(engine.generate([Message.user(behaviour)], params)))
+    return run_async(collect(engine.generate([Message.user(behaviour)], params)))
 
 
 async def chunks_until_error(stream: AsyncGenerator[Chunk]) -> tuple[list[Chunk], BaseException]:
@@ -89,7 +90,7 @@ def test_streams_chunk_by_chunk_with_upstream_usage(
         )
         return [chunk async for chunk in stream]
 
-    seen = asyncio.run(chunks())
+    seen = run_async(chunks())
     assert seen[0].text == "" and not seen[0].finished  # accepted: the upstream answered
     assert [c.text for c in seen[1:-1]] == ["Hello", ", ", "wor", "ld"]
     assert [c.usage.completion_tokens for c in seen[1:-1]] == [1, 2, 3, 4]
@@ -158,19 +159,19 @@ def test_upstream_status_maps_to_our_errors(
     engine: OpenAIEngine, status: str, error: type[Exception], http: int
 ) -> None:
     with pytest.raises(error) as caught:  # raised before the first chunk
-        asyncio.run(first_chunk_or_error(engine, status))
+        run_async(first_chunk_or_error(engine, status))
     assert getattr(caught.value, "status_code", None) == http
     assert str(caught.value)
 
 
 def test_context_error_keeps_the_upstream_message(engine: OpenAIEngine) -> None:
     with pytest.raises(InvalidRequestError) as caught:
-        asyncio.run(first_chunk_or_error(engine, "400"))
+        run_async(first_chunk_or_error(engine, "400"))
     assert isinstance(caught.value, ContextOverflowError)  # told by the upstream's code
     assert caught.value.message == "upstream says 400"
     assert caught.value.param == "messages" and caught.value.code == "context_length_exceeded"
     with pytest.raises(InvalidRequestError) as caught:
-        asyncio.run(first_chunk_or_error(engine, "422"))
+        run_async(first_chunk_or_error(engine, "422"))
     assert not isinstance(caught.value, ContextOverflowError)
     assert caught.value.message == "upstream says 422" and caught.value.param == "messages"
 
@@ -178,7 +179,7 @@ def test_context_error_keeps_the_upstream_message(engine: OpenAIEngine) -> None:
 def test_overload_carries_retry_after(engine: OpenAIEngine) -> None:
     started = time.monotonic()
     with pytest.raises(OverloadedError) as caught:
-        asyncio.run(first_chunk_or_error(engine, "429"))
+        run_async(first_chunk_or_error(engine, "429"))
     assert caught.value.retry_after_s == 7
     assert time.monotonic() - started < 5  # handed to our caller, not slept out by a retry
 
@@ -197,7 +198,7 @@ def test_an_empty_stream_is_asked_again_without_streaming(
 @pytest.mark.parametrize("behaviour", ["cut", "garbage", "error-event"])
 def test_broken_streams_are_upstream_errors(engine: OpenAIEngine, behaviour: str) -> None:
     stream = engine.generate([Message.user(behaviour)], PARAMS)
-    seen, error = asyncio.run(chunks_until_error(stream))
+    seen, error = run_async(chunks_until_error(stream))
     assert isinstance(error, UpstreamError)
     assert error.status_code == 502
     assert seen and not any(c.finished for c in seen)  # accepted, then the error ends it
@@ -206,10 +207,10 @@ def test_broken_streams_are_upstream_errors(engine: OpenAIEngine, behaviour: str
 def test_silent_upstream_times_out(engine: OpenAIEngine) -> None:
     started = time.monotonic()
     with pytest.raises(UpstreamTimeoutError):
-        asyncio.run(first_chunk_or_error(engine, "hang-head"))
+        run_async(first_chunk_or_error(engine, "hang-head"))
     assert time.monotonic() - started < 10
     stream = engine.generate([Message.user("hang-stream")], PARAMS)
-    seen, error = asyncio.run(chunks_until_error(stream))
+    seen, error = run_async(chunks_until_error(stream))
     assert isinstance(error, UpstreamTimeoutError)
     assert [c.text for c in seen] == ["", "Hello"]
 
@@ -229,7 +230,7 @@ def test_closing_the_stream_closes_the_upstream_request(upstream: tuple[str, Ups
 
     try:
         upstream[1].disconnected.clear()
-        assert asyncio.run(read_then_leave()) < 5
+        assert run_async(read_then_leave()) < 5
         assert upstream[1].disconnected.wait(5), "the upstream request stayed open"
     finally:
         slow.close()
@@ -256,7 +257,7 @@ def test_cancelling_the_reading_task_closes_the_upstream_request(
 
     try:
         upstream[1].disconnected.clear()
-        asyncio.run(read_then_cancel())
+        run_async(read_then_cancel())
         assert upstream[1].disconnected.wait(5), "the upstream request stayed open"
     finally:
         slow.close()
@@ -272,7 +273,7 @@ def test_connection_refused_is_retried_then_503() -> None:
     with pytest.raises(UnavailableError, match="cannot reach"):
         engine.load()
     with pytest.raises(UnavailableError, match="cannot reach"):
-        asyncio.run(first_chunk_or_error(engine, "ok"))
+        run_async(first_chunk_or_error(engine, "ok"))
     # the upstream comes up during the backoff: the refused attempts were safe to repeat
     later = running_upstream(port)
 
@@ -301,7 +302,7 @@ def test_close_cancels_replies_in_flight(upstream: tuple[str, UpstreamLog]) -> N
         engine.close()
         return await asyncio.wait_for(collect(stream), 5)
 
-    text, last = asyncio.run(close_while_reading())
+    text, last = run_async(close_while_reading())
     assert text in ("", "Hello")
     assert last.finish_reason is FinishReason.CANCELLED
 
@@ -336,4 +337,4 @@ def test_empty_messages_are_refused(engine: OpenAIEngine) -> None:
         return await anext(engine.generate([], PARAMS))
 
     with pytest.raises(InvalidRequestError):
-        asyncio.run(first())
+        run_async(first())

@@ -18,6 +18,7 @@ from chatbot.errors import ConfigurationError, ContextOverflowError
 pytest.importorskip("openvino_genai")
 
 from chatbot.engine.openvino_engine import OpenVINOEngine
+from tests.fixtures.engines import run_async
 
 pytestmark = pytest.mark.slow
 
@@ -68,7 +69,7 @@ def test_the_chunk_contract(ov_engine: OpenVINOEngine) -> None:
     async def run() -> list[Chunk]:
         return [c async for c in ov_engine.generate([Message.user("Hi")], greedy(32))]
 
-    chunks = asyncio.run(run())
+    chunks = run_async(run())
     first, last = chunks[0], chunks[-1]
     assert first.text == "" and first.usage.prompt_tokens > 5
     assert first.usage.completion_tokens == 0 and not first.finished
@@ -80,7 +81,7 @@ def test_the_chunk_contract(ov_engine: OpenVINOEngine) -> None:
 
 
 def test_the_limit_ends_with_length_and_exact_usage(ov_engine: OpenVINOEngine) -> None:
-    text, last = asyncio.run(
+    text, last = run_async(
         collect(ov_engine.generate([Message.user("Write a long story.")], greedy(7)))
     )
     assert text
@@ -94,7 +95,7 @@ def test_batched_greedy_replies_equal_one_at_a_time(ov_engine: OpenVINOEngine) -
         together = await asyncio.gather(*(reply(ov_engine, p, greedy(24)) for p in PROMPTS))
         return alone, list(together)
 
-    alone, together = asyncio.run(run())
+    alone, together = run_async(run())
     assert together == alone
     assert len(set(alone)) == len(alone)
 
@@ -112,7 +113,7 @@ def test_cancel_inside_a_batch_leaves_the_others_intact(ov_engine: OpenVINOEngin
         await stream.aclose()  # type: ignore[attr-defined]
         return alone, list(await asyncio.gather(*others)), seen
 
-    alone, together, seen = asyncio.run(run())
+    alone, together, seen = run_async(run())
     assert seen == 3
     assert together == alone
 
@@ -130,7 +131,7 @@ def test_a_cancelled_request_leaves_the_engine_within_a_step(ov_engine: OpenVINO
             await asyncio.sleep(0.01)
         return len(ov_engine._state().scheduler._rows)
 
-    assert asyncio.run(run()) == 0
+    assert run_async(run()) == 0
 
 
 def test_a_request_joins_a_running_batch(ov_engine: OpenVINOEngine) -> None:
@@ -145,7 +146,7 @@ def test_a_request_joins_a_running_batch(ov_engine: OpenVINOEngine) -> None:
         await long_task
         return alone, joined, long_still_running
 
-    alone, joined, long_still_running = asyncio.run(run())
+    alone, joined, long_still_running = run_async(run())
     assert long_still_running  # the short request did not wait for the long one
     assert joined == alone
 
@@ -156,14 +157,14 @@ def test_stop_sequences_never_leak_across_chunks(ov_engine: OpenVINOEngine) -> N
     async def chunks_of(params: GenerationParams) -> list[str]:
         return [c.text async for c in ov_engine.generate(messages, params) if c.text]
 
-    pieces = asyncio.run(chunks_of(greedy(40)))
+    pieces = run_async(chunks_of(greedy(40)))
     # A stop string made of the end of one chunk and the start of the next.
     k = next(i for i in range(2, len(pieces) - 1) if len(pieces[i]) >= 2)
     stop = pieces[k][-2:] + pieces[k + 1][:2]
     full = "".join(pieces)
     expected = full[: full.index(stop)]
 
-    out = asyncio.run(chunks_of(greedy(40).model_copy(update={"stop": (stop,)})))
+    out = run_async(chunks_of(greedy(40).model_copy(update={"stop": (stop,)})))
     shown = ""
     for piece in out:
         shown += piece
@@ -178,7 +179,7 @@ def test_context_overflow_raises_before_any_chunk(ov_engine: OpenVINOEngine) -> 
         return await stream.__anext__()
 
     with pytest.raises(ContextOverflowError):
-        asyncio.run(first())
+        run_async(first())
 
 
 def test_old_turns_are_dropped_to_fit(ov_engine: OpenVINOEngine) -> None:
@@ -186,7 +187,7 @@ def test_old_turns_are_dropped_to_fit(ov_engine: OpenVINOEngine) -> None:
     for i in range(6):
         history += [Message.user(f"Story {i}: " + "tale " * 60), Message.assistant("Nice.")]
     history.append(Message.user("Hi"))
-    _, last = asyncio.run(collect(ov_engine.generate(history, greedy(8))))
+    _, last = run_async(collect(ov_engine.generate(history, greedy(8))))
     assert last.dropped_messages > 0
     assert last.usage.prompt_tokens + 8 <= WINDOW
 
@@ -197,8 +198,23 @@ def test_a_seed_repeats_a_sampled_reply(ov_engine: OpenVINOEngine) -> None:
     async def run() -> list[str]:
         return [await reply(ov_engine, "Invent a name for a cat.", params) for _ in range(2)]
 
-    first, second = asyncio.run(run())
+    first, second = run_async(run())
     assert first == second
+
+
+def test_a_nucleus_too_small_for_float32_is_greedy_not_a_hang(ov_engine: OpenVINOEngine) -> None:
+    """Found by the API fuzzer: top_p=5e-324 became 0 in OpenVINO, which refused it, and the
+    request waited forever. Such a nucleus holds only the likeliest token: greedy."""
+    tiny = GenerationParams(max_new_tokens=6, temperature=1.0, top_p=5e-324)
+
+    async def run() -> tuple[str, str]:
+        return (
+            await reply(ov_engine, "Name a colour.", tiny),
+            await reply(ov_engine, "Name a colour.", greedy(6)),
+        )
+
+    sampled, expected = run_async(asyncio.wait_for(run(), 60))
+    assert sampled == expected
 
 
 def test_json_schema_constrains_the_reply(ov_engine: OpenVINOEngine) -> None:
@@ -207,7 +223,7 @@ def test_json_schema_constrains_the_reply(ov_engine: OpenVINOEngine) -> None:
         "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
         "required": ["name", "age"],
     }
-    text, _ = asyncio.run(
+    text, _ = run_async(
         collect(
             ov_engine.generate(
                 [Message.user("Give me a person as JSON.")], greedy(60), json_schema=schema

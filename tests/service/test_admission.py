@@ -11,6 +11,7 @@ import pytest
 
 from chatbot.errors import OverloadedError, UnavailableError
 from chatbot.service.admission import AdmissionControl
+from tests.fixtures.engines import run_async
 
 
 def test_refuses_at_once_beyond_places_and_queue() -> None:
@@ -33,7 +34,7 @@ def test_release_promotes_the_oldest_waiter_and_is_idempotent() -> None:
     holder.release()
     assert older.granted and not newer.granted
     assert (control.in_flight, control.queued) == (1, 1)
-    asyncio.run(older.wait(timeout=0.1))  # already placed: returns at once
+    run_async(older.wait(timeout=0.1))  # already placed: returns at once
     assert newer.position == 1 and older.position == 0
     older.release()
     assert newer.granted
@@ -46,7 +47,7 @@ def test_wait_times_out_and_frees_the_queue_slot() -> None:
     control.reserve()
     waiting = control.reserve()
     with pytest.raises(UnavailableError):
-        asyncio.run(waiting.wait())
+        run_async(waiting.wait())
     assert control.queued == 0
 
 
@@ -77,4 +78,4 @@ def test_async_wait_wakes_and_cancel_gives_the_slot_back() -> None:
             await task
         assert control.queued == 0
 
-    asyncio.run(scenario())
+    run_async(scenario())

@@ -51,6 +51,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_WINDOW = 8192
 CACHE_SIZE_GB = 1  # about 23k tokens of f32 KV cache for the embedded model
 KV_CACHE_PRECISION = "f32"  # see the module docstring; None takes the plugin's u8
+TOP_P_FLOOR = 1e-6
 _OTHER_ENGINES = "set CHATBOT_ENGINE=transformers (or llamacpp) for this model"
 
 
@@ -201,7 +202,12 @@ class _OpenVINOScheduler:
             return
         ids = np.asarray([request.sequence.input_ids], dtype=np.int64)
         tensor = self._tensor(ids)
-        request.handle = self._pipeline.add_request(next(self._ids), tensor, request.config)
+        try:
+            request.handle = self._pipeline.add_request(next(self._ids), tensor, request.config)
+        except Exception as exc:  # refused by OpenVINO: this request fails, never hangs
+            logger.warning("OpenVINO refused a request: %s", exc)
+            request.sequence.fail(GenerationError(f"the engine refused the request: {exc}"))
+            return
         self._rows.append(request)
 
     def _drop_cancelled(self) -> None:
@@ -292,7 +298,9 @@ class OpenVINOEngine(LocalEngine):
         config = genai.GenerationConfig()
         config.max_new_tokens = params.max_new_tokens
         config.stop_token_ids = set(eos_ids)
-        if params.greedy:
+        # A nucleus below float32's smallest step (OpenVINO rounds it to 0 and refuses it) holds
+        # only the likeliest token: that is greedy decoding.
+        if params.greedy or params.top_p < TOP_P_FLOOR:
             config.do_sample = False
         else:
             config.do_sample = True
