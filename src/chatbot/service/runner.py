@@ -95,7 +95,7 @@ class Reply:
         self._ticket = ticket
         self._sink = sink
         self._pieces: list[str] = []
-        self._text_length = 0
+        self._started = False
         self.end: ReplyEnd | None = None
         self._changed = asyncio.Condition()
         self._accepted = asyncio.Event()
@@ -120,7 +120,8 @@ class Reply:
         """End the reply early; the engine stops within one step. Idempotent."""
         if self.end is None and self._stop_reason is None:
             self._stop_reason = reason
-            self._task.cancel()
+            if self._started:  # a task cancelled before its first step would skip its ending
+                self._task.cancel()
 
     async def wait_finished(self) -> ReplyEnd:
         await asyncio.shield(self._task)
@@ -176,7 +177,10 @@ class Reply:
         last: Chunk | None = None
         error: ChatbotError | None = None
         metrics = self._runner.metrics
+        self._started = True
         try:
+            if self._stop_reason is not None:  # stopped before this task first ran
+                raise asyncio.CancelledError
             limits = self._runner.limits
             if not self._ticket.granted:
                 await self._ticket.wait(limits.queue_timeout_s)
@@ -235,7 +239,6 @@ class Reply:
     async def _append(self, text: str) -> None:
         async with self._changed:
             self._pieces.append(text)
-            self._text_length += len(text)
             self._changed.notify_all()
 
     def _end_of(

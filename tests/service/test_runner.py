@@ -1,0 +1,58 @@
+"""The reply runner on the real embedded model: stops at any moment, readers early and late."""
+
+from __future__ import annotations
+
+import pytest
+
+from chatbot.domain import GenerationParams, Message, MessageStatus
+from chatbot.engine.transformers_engine import TransformersEngine
+from chatbot.service.admission import AdmissionControl
+from chatbot.service.metrics import Metrics
+from chatbot.service.runner import ReplyEnd, ReplyLimits, ReplyRunner
+from tests.fixtures.engines import run_async
+
+pytestmark = pytest.mark.slow
+
+HI = [Message.user("Tell me about the sea.")]
+
+
+def _runner(engine: TransformersEngine) -> tuple[ReplyRunner, AdmissionControl]:
+    admission = AdmissionControl(max_concurrent=1, max_queued=1, queue_timeout_s=30)
+    return ReplyRunner(engine, admission, Metrics(), ReplyLimits()), admission
+
+
+def test_a_reply_stopped_before_its_task_runs_still_ends_and_frees_its_place(
+    embedded_engine: TransformersEngine,
+) -> None:
+    async def scenario() -> tuple[ReplyEnd, int]:
+        runner, admission = _runner(embedded_engine)
+        reply = runner.start(HI, GenerationParams(max_new_tokens=8), endpoint="test")
+        reply.stop()  # before the task's first step
+        end = await reply.wait_finished()
+        return end, admission.in_flight
+
+    end, in_flight = run_async(scenario())
+    assert end.status is MessageStatus.STOPPED
+    assert in_flight == 0
+
+
+def test_early_readers_get_pieces_late_readers_catch_up_in_one(
+    embedded_engine: TransformersEngine,
+) -> None:
+    async def scenario() -> tuple[list[str], list[str], str]:
+        runner, _ = _runner(embedded_engine)
+        reply = runner.start(HI, GenerationParams(max_new_tokens=12), endpoint="test")
+        early: list[str] = []
+        late: list[str] = []
+        async for item in reply.stream():
+            if isinstance(item, str):
+                early.append(item)
+        async for item in reply.stream():  # after the end: everything as one piece
+            if isinstance(item, str):
+                late.append(item)
+        return early, late, reply.text()
+
+    early, late, text = run_async(scenario())
+    assert len(early) > 3, "an early reader gets the reply piece by piece"
+    assert "".join(early) == text
+    assert late == [text]
