@@ -50,8 +50,9 @@ def _refresh_keeps_the_conversation(page: Any, message: str, reply: str) -> None
     page.reload()
     bubbles = page.get_by_test_id("stChatMessage")
     bubbles.nth(1).wait_for(timeout=REPLY_TIMEOUT_MS)
-    assert message in bubbles.nth(0).inner_text()
-    assert reply.strip()[:20] in bubbles.nth(1).inner_text()
+    # The bubble appears before its text is drawn: wait for the text, not just the bubble.
+    expect(bubbles.nth(0)).to_contain_text(message, timeout=REPLY_TIMEOUT_MS)
+    expect(bubbles.nth(1)).to_contain_text(reply.strip()[:20], timeout=REPLY_TIMEOUT_MS)
 
 
 def _download_csv(page: Any, tmp_path: Path) -> list[list[str]]:

@@ -44,7 +44,7 @@ def test_early_readers_get_pieces_late_readers_catch_up_in_one(
         reply = runner.start(HI, GenerationParams(max_new_tokens=12), endpoint="test")
         early: list[str] = []
         late: list[str] = []
-        async for item in reply.stream():
+        async for item in reply.stream(catch_up=False):  # the reader that asked
             if isinstance(item, str):
                 early.append(item)
         async for item in reply.stream():  # after the end: everything as one piece

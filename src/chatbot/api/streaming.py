@@ -80,7 +80,7 @@ async def one_shot_text(reply: Reply, request: Request) -> tuple[str, ReplyEnd] 
 async def one_shot_events(reply: Reply) -> AsyncIterator[str | ReplyEnd]:
     """A one-shot reply's pieces; leaving early (client gone) stops the model."""
     try:
-        async for item in reply.stream():
+        async for item in reply.stream(catch_up=False):
             yield item
     finally:
         reply.stop(StopReason.DISCONNECT)

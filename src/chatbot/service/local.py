@@ -295,7 +295,7 @@ class ChatService:
         """
         live = self._replies.get(conversation_id)
         if live is not None and not live.reply.finished:
-            return self._events(conversation_id, live)
+            return self._events(conversation_id, live, catch_up=True)
         message = await self._db(lambda: self._store.live_reply(conversation_id))
         if message is None:
             return None
@@ -385,20 +385,22 @@ class ChatService:
         sink.live = live
         self._replies[conversation_id] = live
         self._ensure_saver()
-        return self._events(conversation_id, live)
+        return self._events(conversation_id, live, catch_up=False)
 
     def _forget(self, conversation_id: str, live: _LiveReply | None) -> None:
         if live is not None and self._replies.get(conversation_id) is live:
             del self._replies[conversation_id]
 
-    async def _events(self, conversation_id: str, live: _LiveReply) -> AsyncIterator[ReplyEvent]:
+    async def _events(
+        self, conversation_id: str, live: _LiveReply, *, catch_up: bool
+    ) -> AsyncIterator[ReplyEvent]:
         yield ReplyEvent(
             type=ReplyEventType.START,
             conversation_id=conversation_id,
             message=live.start.placeholder,
             user_message=live.start.user_message,
         )
-        async for item in live.reply.stream():
+        async for item in live.reply.stream(catch_up=catch_up):
             if isinstance(item, str):
                 yield ReplyEvent(
                     type=ReplyEventType.DELTA, conversation_id=conversation_id, delta=item

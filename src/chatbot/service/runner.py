@@ -144,14 +144,19 @@ class Reply:
         if end is not None and end.error is not None and self._stop_reason is None:
             raise end.error
 
-    async def stream(self) -> AsyncIterator[str | ReplyEnd]:
-        """The text so far as one piece, then each new piece, then the end."""
+    async def stream(self, *, catch_up: bool = True) -> AsyncIterator[str | ReplyEnd]:
+        """Each piece of text as the engine made it, then the end.
+
+        With ``catch_up`` (a reader that arrives late: a re-attach), what was made before it
+        came is one piece. The reader that asked for the reply takes ``catch_up=False``: a fast
+        engine may have made several pieces before it reads, and it gets them one by one.
+        """
         sent = 0
 
         def ready() -> bool:
             return len(self._pieces) > sent or self.finished
 
-        caught_up = False
+        caught_up = not catch_up
         while True:
             async with self._changed:
                 await self._changed.wait_for(ready)
