@@ -9,6 +9,7 @@ takes one hop per event.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -210,16 +211,10 @@ async def _open_service(
         Metrics(),
         ReplyLimits(server.queue_timeout_s, server.request_timeout_s),
     )
-    service = await _in_thread(
+    service = await asyncio.to_thread(
         lambda: ChatService.open(
             engine_settings, store_settings, limits, engine=engine, runner=runner
         )
     )
     service._owns_engine = True
     return service
-
-
-async def _in_thread(work: Callable[[], T]) -> T:
-    import asyncio
-
-    return await asyncio.to_thread(work)
