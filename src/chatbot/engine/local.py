@@ -17,8 +17,6 @@ from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import torch
-
 from chatbot.config import EngineSettings
 from chatbot.domain import GenerationParams, Message
 from chatbot.engine.base import Accepted, Chunk, ChunkChannel, PromptWorker, stream_threaded
@@ -75,7 +73,7 @@ class LocalEngine:
     """Load once, generate through the prompt worker and a model thread, close once."""
 
     runtime_name = "engine"
-    device = torch.device("cpu")
+    sampling_device = "cpu"  # where seeded sampling runs; the transformers engine may use CUDA
 
     def __init__(self, settings: EngineSettings, source: ModelSource) -> None:
         self._settings = settings
@@ -152,7 +150,7 @@ class LocalEngine:
             state.tokenizer,
             state.eos_ids,
             input_ids,
-            self.device,
+            self.sampling_device,
             fitted.dropped_messages,
         )
         self._queue(state, sequence, extra)

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
 
 from chatbot.domain import GenerationParams
+
+if TYPE_CHECKING:
+    import torch
 
 
 class TokenSampler:
     """One per request, so a seed gives the same reply whatever else runs beside it."""
 
-    def __init__(self, params: GenerationParams, device: torch.device) -> None:
+    def __init__(self, params: GenerationParams, device: str) -> None:
+        import torch  # here, not at import: the OpenVINO path never loads torch
+
         self._params = params
         self._generator: torch.Generator | None = None
         if not params.greedy:
@@ -22,6 +27,8 @@ class TokenSampler:
 
     def __call__(self, logits: torch.Tensor) -> int:
         """Pick from 1-D logits over the vocabulary."""
+        import torch
+
         if self._generator is None:
             return int(torch.argmax(logits).item())
         scaled = logits.float() / self._params.temperature

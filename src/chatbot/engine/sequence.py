@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Collection
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from chatbot.domain import FinishReason, GenerationParams, Usage
 from chatbot.engine.base import ChunkChannel, GenerationOutcome
 from chatbot.engine.sampling import TokenSampler
 from chatbot.engine.text_stream import IncrementalDetokenizer, StopSequenceFilter
+
+if TYPE_CHECKING:
+    import torch
 
 
 class SequenceState:
@@ -23,14 +24,16 @@ class SequenceState:
         tokenizer: Any,
         eos_token_ids: Collection[int],
         input_ids: list[int],
-        device: torch.device,
+        device: str,
         dropped_messages: int = 0,
     ) -> None:
         self.channel = channel
         self.dropped_messages = dropped_messages
         self.params = params
         self.input_ids = input_ids
-        self._sampler = TokenSampler(params, device)
+        self._device = device
+        self._sampler: TokenSampler | None = None  # made at the first choice: engines that
+        # sample natively (OpenVINO) never need it, nor torch
         self._detokenizer = IncrementalDetokenizer(tokenizer)
         self._stops = StopSequenceFilter(params.stop)
         self._eos = frozenset(eos_token_ids)
@@ -43,6 +46,8 @@ class SequenceState:
         return self.channel.cancelled
 
     def choose(self, logits: torch.Tensor) -> int:
+        if self._sampler is None:
+            self._sampler = TokenSampler(self.params, self._device)
         return self._sampler(logits)
 
     def advance(self, token: int) -> bool:

@@ -31,6 +31,7 @@ class TransformersEngine(LocalEngine):
     def __init__(self, settings: EngineSettings) -> None:
         super().__init__(settings, resolve(settings.model))
         self.device = _pick_device(settings.device)
+        self.sampling_device = str(self.device)
 
     def _queue(self, state: Loaded, sequence: SequenceState, extra: Any) -> None:
         state.scheduler.submit(sequence)
