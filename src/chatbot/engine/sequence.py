@@ -9,6 +9,7 @@ import torch
 
 from chatbot.domain import FinishReason, GenerationParams, Usage
 from chatbot.engine.base import ChunkChannel, GenerationOutcome
+from chatbot.engine.constraints import JsonConstraint
 from chatbot.engine.sampling import TokenSampler
 from chatbot.engine.text_stream import IncrementalDetokenizer, StopSequenceFilter
 
@@ -25,8 +26,10 @@ class SequenceState:
         input_ids: list[int],
         device: torch.device,
         dropped_messages: int = 0,
+        constraint: JsonConstraint | None = None,
     ) -> None:
         self.channel = channel
+        self.constraint = constraint
         self.dropped_messages = dropped_messages
         self.params = params
         self.input_ids = input_ids
@@ -43,11 +46,15 @@ class SequenceState:
         return self.channel.cancelled
 
     def choose(self, logits: torch.Tensor) -> int:
+        if self.constraint is not None:
+            logits = self.constraint.mask(logits)
         return self._sampler(logits)
 
     def advance(self, token: int) -> bool:
         """Take one new token; return True when the request is finished."""
         self.last_token = token
+        if self.constraint is not None:
+            self.constraint.accept(token)
         if token in self._eos:
             self.finish(FinishReason.STOP)
             return True
