@@ -183,6 +183,24 @@ def test_json_object_response_format_is_an_object(tools_backend: BackendProcess)
             "response_format.json_schema.schema",
         ),
         ({"tools": [WEATHER] * 129}, "tools"),
+        (
+            {
+                "tools": [
+                    {
+                        "type": "function",
+                        "function": {
+                            "name": "f",
+                            "parameters": {
+                                "type": "object",
+                                "properties": {"x": {"type": "string", "pattern": "(?=a)b"}},
+                            },
+                        },
+                    }
+                ],
+                "tool_choice": "required",
+            },
+            "tools",
+        ),
     ],
 )
 def test_malformed_tools_and_formats_are_a_named_400(

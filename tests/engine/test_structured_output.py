@@ -3,6 +3,7 @@ validates, and a schema that cannot be enforced is refused before the first chun
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -51,6 +52,33 @@ def check_engine(engine: Engine) -> None:
 
 def test_transformers_follows_the_schema(embedded_engine: TransformersEngine) -> None:
     check_engine(embedded_engine)
+
+
+def test_batched_rows_keep_their_own_grammar(embedded_engine: TransformersEngine) -> None:
+    """Two constrained replies and a free one decode in one batch; each keeps its own mask."""
+    from chatbot.config import EngineSettings
+
+    engine = TransformersEngine(EngineSettings(model="embedded", max_batch_size=4))
+    flag = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]}
+
+    async def run() -> list[str]:
+        streams = [
+            engine.generate(ASK, GREEDY, json_schema=PERSON),
+            engine.generate(ASK, GenerationParams(max_new_tokens=12)),
+            engine.generate(ASK, GREEDY, json_schema={**flag, "additionalProperties": False}),
+        ]
+        return [text for text, _ in await asyncio.gather(*(collect(s) for s in streams))]
+
+    try:
+        person, free, ok = run_async(run())
+    finally:
+        engine.close()
+    validate(json.loads(person), PERSON)
+    assert json.loads(ok) in ({"ok": True}, {"ok": False})
+    alone, _ = run_async(
+        collect(embedded_engine.generate(ASK, GenerationParams(max_new_tokens=12)))
+    )
+    assert free == alone  # the free row is untouched by its neighbours' grammars
 
 
 def test_seq2seq_follows_the_schema(blenderbot_engine: TransformersEngine) -> None:

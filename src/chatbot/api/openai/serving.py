@@ -35,6 +35,7 @@ from chatbot.api.openai.tools import ToolPlan, history_text, plan_tools
 from chatbot.api.streaming import DONE, compact, event_stream, one_shot_events, one_shot_text
 from chatbot.config import LimitSettings
 from chatbot.domain import FinishReason, GenerationParams, Message, ReplyStats, Role
+from chatbot.engine.constraints import compile_json_schema
 from chatbot.errors import InvalidRequestError
 from chatbot.service.params import resolve_params
 from chatbot.service.runner import Reply, ReplyRunner, StopReason
@@ -186,6 +187,8 @@ async def create_chat_completion(
     json_schema = json_schema_of(request.response_format)
     if tools is not None and tools.forced:
         json_schema = tools.json_schema()  # a forced call is the reply's format
+        if json_schema is not None:  # checked here, so a 400 names the tools, not the format
+            compile_json_schema(json_schema, param="tools")
     messages = to_messages(request, tools)
     check_messages(messages, limits)
     params = to_params(request, limits)
