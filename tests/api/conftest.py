@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 from chatbot.api import create_app
 from chatbot.config import EngineSettings, LimitSettings, ServerSettings, StoreSettings
 from chatbot.engine.transformers_engine import TransformersEngine
+from tests.fixtures.servers import BackendProcess
 
 # Short replies keep the fast tier fast on a shared 2-core machine.
 TEST_LIMITS = {"max_tokens_cap": 16, "default_max_tokens": 4}
@@ -54,3 +55,11 @@ def make_client(make_app: AppFactory) -> Iterator[ClientFactory]:
 @pytest.fixture
 def client(make_client: ClientFactory) -> TestClient:
     return make_client()
+
+
+@pytest.fixture(scope="session")
+def tools_backend() -> Iterator[BackendProcess]:
+    """A real backend whose caps fit tool calls and what Open WebUI asks (up to 1000 tokens)."""
+    env = {"CHATBOT_MAX_TOKENS_CAP": "1000", "CHATBOT_DEFAULT_MAX_TOKENS": "64"}
+    with BackendProcess(env) as backend:
+        yield backend

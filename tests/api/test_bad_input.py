@@ -87,12 +87,8 @@ def test_bad_chat_bodies_get_a_named_4xx(
     ("param", "value"),
     [
         ("n", 2),
-        ("tools", [{"type": "function", "function": {"name": "f"}}]),
-        ("tool_choice", "auto"),
-        ("functions", [{"name": "f"}]),
         ("logprobs", True),
         ("top_logprobs", 2),
-        ("response_format", {"type": "json_object"}),
     ],
 )
 def test_unsupported_parameters_are_refused_by_name(

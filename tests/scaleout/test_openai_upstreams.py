@@ -257,3 +257,38 @@ def test_front_maps_upstream_overload(front: Any, limited_upstream: Any) -> None
     assert reply.status_code == 429, reply.text
     assert reply.json()["error"]["message"]
     assert reply.headers.get("retry-after")
+
+
+def test_front_passes_structured_output_upstream(front: Any) -> None:
+    """The openai engine hands the schema upstream (here: another chatbot serve enforcing it)."""
+    url = f"{front.url}/v1/chat/completions"
+    weather = {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "parameters": {
+                "type": "object",
+                "properties": {"city": {"type": "string", "maxLength": 30}},
+                "required": ["city"],
+            },
+        },
+    }
+    ask = [{"role": "user", "content": "What is the weather in Paris?"}]
+    common = {"messages": ask, "temperature": 0, "max_tokens": 48}
+    called = httpx.post(
+        url, json={**common, "tools": [weather], "tool_choice": "required"}, timeout=120
+    ).json()
+    (call,) = called["choices"][0]["message"]["tool_calls"]
+    assert call["function"]["name"] == "get_weather"
+    assert isinstance(json.loads(call["function"]["arguments"])["city"], str)
+    schema = {
+        "type": "object",
+        "properties": {"answer": {"enum": ["yes", "no"]}},
+        "required": ["answer"],
+        "additionalProperties": False,
+    }
+    response_format = {"type": "json_schema", "json_schema": {"name": "a", "schema": schema}}
+    answered = httpx.post(
+        url, json={**common, "response_format": response_format}, timeout=120
+    ).json()
+    assert json.loads(answered["choices"][0]["message"]["content"])["answer"] in ("yes", "no")

@@ -1,6 +1,7 @@
 """The engine protocol: messages plus parameters in, an async stream of :class:`Chunk` out.
 
-Every engine implements one method that matters, :meth:`Engine.generate`, an async generator:
+Every engine implements one method that matters, :meth:`Engine.generate`, an async generator
+(optionally constrained to a JSON schema: structured output):
 
 - the first chunk comes once the prompt is accepted (it fits the context window and is
   queued in the engine); it may carry no text. Errors about the prompt (context overflow)
@@ -20,11 +21,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Protocol, TypeVar, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from chatbot.domain import FinishReason, GenerationParams, Message, Usage
 from chatbot.errors import ChatbotError, GenerationError
@@ -88,9 +89,18 @@ class Engine(Protocol):
         """Load weights; idempotent. Called at start or on first use, never at import."""
 
     def generate(
-        self, messages: Sequence[Message], params: GenerationParams
+        self,
+        messages: Sequence[Message],
+        params: GenerationParams,
+        *,
+        json_schema: Mapping[str, Any] | None = None,
     ) -> AsyncGenerator[Chunk, None]:
-        """Stream the reply; see the module docstring for the chunk contract."""
+        """Stream the reply; see the module docstring for the chunk contract.
+
+        With ``json_schema`` the reply is JSON that validates against it (constrained
+        decoding); a schema the engine cannot enforce raises InvalidRequestError before the
+        first chunk.
+        """
 
     def close(self) -> None:
         """Stop background work and free the model."""

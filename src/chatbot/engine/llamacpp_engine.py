@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -24,6 +24,7 @@ from chatbot.config import EngineSettings
 from chatbot.domain import FinishReason, Message
 from chatbot.engine.arrivals import ArrivalQueue
 from chatbot.engine.base import PromptWorker
+from chatbot.engine.constraints import GrammarTokenizer
 from chatbot.engine.local import Loaded, LocalEngine, import_runtime
 from chatbot.engine.model_source import resolve
 from chatbot.engine.sequence import SequenceState
@@ -242,6 +243,13 @@ class _LlamaScheduler:
         self._pool_full = False
 
 
+def _grammar_tokenizer(vocab: Any, n_vocab: int, eos_ids: frozenset[int]) -> Any:
+    """llguidance's view of llama.cpp's vocabulary, for structured output."""
+    from llguidance.llamacpp import lltokenizer_from_vocab
+
+    return lltokenizer_from_vocab(vocab, n_vocab=n_vocab, eos_token=sorted(eos_ids) or None)
+
+
 def _free(context: Any, model: Any) -> None:
     context.close()
     model.close()
@@ -262,7 +270,9 @@ class LlamaCppEngine(LocalEngine):
         self._path = source.gguf_path
         self._slots = settings.max_batch_size if settings.batching else 1
 
-    def _queue(self, state: Loaded, sequence: SequenceState, extra: Any) -> None:
+    def _queue(
+        self, state: Loaded, sequence: SequenceState, json_schema: Mapping[str, Any] | None
+    ) -> None:
         state.scheduler.submit(sequence)
 
     def _load(self) -> Loaded:
@@ -311,4 +321,5 @@ class LlamaCppEngine(LocalEngine):
             window=window,
             prompts=PromptWorker("llamacpp"),
             free=lambda: _free(context, model),
+            grammar=GrammarTokenizer(lambda _: _grammar_tokenizer(vocab, n_vocab, eos_ids)),
         )

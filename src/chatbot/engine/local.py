@@ -13,13 +13,14 @@ import importlib
 import logging
 import threading
 import time
-from collections.abc import AsyncGenerator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from chatbot.config import EngineSettings
 from chatbot.domain import GenerationParams, Message
 from chatbot.engine.base import Accepted, Chunk, ChunkChannel, PromptWorker, stream_threaded
+from chatbot.engine.constraints import GrammarTokenizer, JsonConstraint
 from chatbot.engine.context import fit_to_context
 from chatbot.engine.model_source import ModelSource
 from chatbot.engine.sequence import SequenceState
@@ -61,6 +62,7 @@ class Loaded:
     prompts: PromptWorker
     reply_limit: int | None = None  # seq2seq decoders cap the reply whatever the window
     free: Callable[[], None] | None = None  # what else loading made (llama.cpp's context)
+    grammar: GrammarTokenizer | None = None  # structured output when we sample ourselves
 
     def close(self) -> None:
         self.prompts.close()
@@ -105,11 +107,16 @@ class LocalEngine:
                 )
 
     def generate(
-        self, messages: Sequence[Message], params: GenerationParams
+        self,
+        messages: Sequence[Message],
+        params: GenerationParams,
+        *,
+        json_schema: Mapping[str, Any] | None = None,
     ) -> AsyncGenerator[Chunk, None]:
         state = self._state()
         return stream_threaded(
-            state.prompts, lambda channel: self._submit(state, messages, params, channel)
+            state.prompts,
+            lambda channel: self._submit(state, messages, params, channel, json_schema),
         )
 
     def close(self) -> None:
@@ -130,9 +137,10 @@ class LocalEngine:
         messages: Sequence[Message],
         params: GenerationParams,
         channel: ChunkChannel,
-        extra: Any = None,
+        json_schema: Mapping[str, Any] | None = None,
     ) -> Accepted:
         """Fit the prompt to the window (oldest turns first), tokenize, queue; on the worker."""
+        constraint = None if json_schema is None else self._constraint(state, json_schema)
 
         def count(candidate: Sequence[Message]) -> int:
             return len(state.prompt.encode(candidate))
@@ -152,13 +160,22 @@ class LocalEngine:
             input_ids,
             self.sampling_device,
             fitted.dropped_messages,
+            constraint,
         )
-        self._queue(state, sequence, extra)
+        self._queue(state, sequence, json_schema)
         return Accepted(len(input_ids), fitted.dropped_messages)
 
     def _load(self) -> Loaded:
         raise NotImplementedError
 
-    def _queue(self, state: Loaded, sequence: SequenceState, extra: Any) -> None:
+    def _constraint(self, state: Loaded, json_schema: Mapping[str, Any]) -> JsonConstraint | None:
+        """The grammar state that masks this reply's logits (engines that sample here)."""
+        if state.grammar is None:
+            raise ConfigurationError(f"{self.runtime_name} has no structured output for this model")
+        return state.grammar.constraint(json_schema, state.eos_ids)
+
+    def _queue(
+        self, state: Loaded, sequence: SequenceState, json_schema: Mapping[str, Any] | None
+    ) -> None:
         """Hand the request to the model thread."""
         raise NotImplementedError

@@ -31,7 +31,7 @@ import asyncio
 import contextlib
 import logging
 import threading
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -82,10 +82,23 @@ def api_root(base_url: str) -> str:
 class _Reply:
     """A reply in flight, so that :meth:`OpenAIEngine.close` can end it as cancelled."""
 
-    __slots__ = ("cancelled",)
+    __slots__ = ("cancelled", "extra")
 
-    def __init__(self) -> None:
+    def __init__(self, extra: dict[str, Any]) -> None:
         self.cancelled = False
+        self.extra = extra  # request fields beyond the messages and parameters
+
+
+def _response_format(json_schema: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The upstream request's structured-output field, as OpenAI's API spells it."""
+    if json_schema is None:
+        return {}
+    return {
+        "response_format": {
+            "type": "json_schema",
+            "json_schema": {"name": "response", "schema": dict(json_schema), "strict": True},
+        }
+    }
 
 
 class OpenAIEngine:
@@ -152,15 +165,22 @@ class OpenAIEngine:
         logger.info("openai engine: model %s at %s", self._model, self._root)
 
     async def generate(
-        self, messages: Sequence[Message], params: GenerationParams
+        self,
+        messages: Sequence[Message],
+        params: GenerationParams,
+        *,
+        json_schema: Mapping[str, Any] | None = None,
     ) -> AsyncGenerator[Chunk]:
-        """Stream the upstream's reply; its error answers raise before the first chunk."""
+        """Stream the upstream's reply; its error answers raise before the first chunk.
+
+        A ``json_schema`` goes upstream as a strict ``response_format``: the upstream enforces it.
+        """
         if not messages:
             raise InvalidRequestError("messages must not be empty", param="messages")
         if not self._loaded:
             await asyncio.to_thread(self.load)
         prompt = _estimate_tokens(messages)
-        reply = _Reply()
+        reply = _Reply(_response_format(json_schema))
         with self._lock:
             self._active.add(reply)
         try:
@@ -258,7 +278,7 @@ class OpenAIEngine:
     ) -> openai.AsyncStream[Any]:
         """Send the request; returns once the upstream answered a stream head."""
         request = self._request(
-            messages, params, stream=True, stream_options={"include_usage": True}
+            messages, params, stream=True, stream_options={"include_usage": True}, **reply.extra
         )
         try:
             stream: openai.AsyncStream[Any] = await (await self._client()).chat.completions.create(
@@ -312,7 +332,7 @@ class OpenAIEngine:
         if reply.cancelled:
             finish = FinishReason.CANCELLED
         elif events == 0:
-            async for chunk in self._ask_without_streaming(messages, params, prompt):
+            async for chunk in self._ask_without_streaming(messages, params, prompt, reply):
                 yield chunk
             return
         elif finish is None:
@@ -324,7 +344,7 @@ class OpenAIEngine:
         yield Chunk("", Usage(prompt_tokens=prompt, completion_tokens=completion), finish)
 
     async def _ask_without_streaming(
-        self, messages: Sequence[Message], params: GenerationParams, prompt: int
+        self, messages: Sequence[Message], params: GenerationParams, prompt: int, reply: _Reply
     ) -> AsyncIterator[Chunk]:
         """An empty stream: ask again without streaming to get the upstream's real answer.
 
@@ -337,7 +357,7 @@ class OpenAIEngine:
         async with openai.AsyncOpenAI(**args) as once:
             try:
                 whole = await once.chat.completions.create(
-                    **self._request(messages, params, stream=False)
+                    **self._request(messages, params, stream=False, **reply.extra)
                 )
             except openai.OpenAIError as exc:
                 raise _request_error(exc, self._root, prompt, self._window) from exc

@@ -28,7 +28,7 @@ import json
 import logging
 import random
 import struct
-from collections.abc import AsyncGenerator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -37,7 +37,8 @@ import numpy as np
 from chatbot.config import EngineSettings
 from chatbot.domain import FinishReason, GenerationParams, Message
 from chatbot.engine.arrivals import ArrivalQueue
-from chatbot.engine.base import Chunk, PromptWorker, stream_threaded
+from chatbot.engine.base import PromptWorker
+from chatbot.engine.constraints import compile_json_schema
 from chatbot.engine.local import Loaded, LocalEngine, import_runtime
 from chatbot.engine.model_source import resolve
 from chatbot.engine.sequence import SequenceState
@@ -249,13 +250,11 @@ class _OpenVINOScheduler:
 class OpenVINOEngine(LocalEngine):
     """GGUF models (or OpenVINO IR folders) on OpenVINO GenAI, batched up to ``max_batch_size``.
 
-    Besides the :class:`~chatbot.engine.base.Engine` protocol, :meth:`generate` takes an
-    optional ``json_schema``: the reply is then constrained to JSON that validates against it
-    (OpenVINO's structured output, xgrammar underneath).
+    A ``json_schema`` given to :meth:`generate` is enforced by OpenVINO's own structured output
+    (xgrammar underneath).
     """
 
     runtime_name = "OpenVINO"
-    supports_json_schema = True
 
     def __init__(self, settings: EngineSettings, *, kv_cache_precision: str | None = None) -> None:
         source = resolve(settings.model)
@@ -270,21 +269,14 @@ class OpenVINOEngine(LocalEngine):
         self._kv_precision = kv_cache_precision or KV_CACHE_PRECISION
         self._slots = settings.max_batch_size if settings.batching else 1
 
-    def generate(
-        self,
-        messages: Sequence[Message],
-        params: GenerationParams,
-        *,
-        json_schema: Mapping[str, Any] | None = None,
-    ) -> AsyncGenerator[Chunk, None]:
-        state = self._state()
-        return stream_threaded(
-            state.prompts,
-            lambda channel: self._submit(state, messages, params, channel, json_schema),
-        )
+    def _constraint(self, state: Loaded, json_schema: Mapping[str, Any]) -> None:
+        """OpenVINO enforces the schema itself; here it is only checked, so a bad one is a 400."""
+        compile_json_schema(json_schema)
 
-    def _queue(self, state: Loaded, sequence: SequenceState, extra: Any) -> None:
-        config = self._config(sequence.params, state.eos_ids, extra)
+    def _queue(
+        self, state: Loaded, sequence: SequenceState, json_schema: Mapping[str, Any] | None
+    ) -> None:
+        config = self._config(sequence.params, state.eos_ids, json_schema)
         state.scheduler.submit(_Request(sequence, config))
 
     def _config(

@@ -13,6 +13,8 @@ from chatbot.engine.text_stream import IncrementalDetokenizer, StopSequenceFilte
 if TYPE_CHECKING:
     import torch
 
+    from chatbot.engine.constraints import JsonConstraint
+
 
 class SequenceState:
     """Everything a scheduler needs to advance one request by one token, batched or not."""
@@ -26,8 +28,10 @@ class SequenceState:
         input_ids: list[int],
         device: str,
         dropped_messages: int = 0,
+        constraint: JsonConstraint | None = None,
     ) -> None:
         self.channel = channel
+        self.constraint = constraint
         self.dropped_messages = dropped_messages
         self.params = params
         self.input_ids = input_ids
@@ -48,11 +52,15 @@ class SequenceState:
     def choose(self, logits: torch.Tensor) -> int:
         if self._sampler is None:
             self._sampler = TokenSampler(self.params, self._device)
+        if self.constraint is not None:
+            logits = self.constraint.mask(logits)
         return self._sampler(logits)
 
     def advance(self, token: int) -> bool:
         """Take one new token; return True when the request is finished."""
         self.last_token = token
+        if self.constraint is not None:
+            self.constraint.accept(token)
         if token in self._eos:
             self.finish(FinishReason.STOP)
             return True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ from chatbot.config import Device, EngineSettings
 from chatbot.engine import gguf_cache
 from chatbot.engine.base import PromptWorker
 from chatbot.engine.batching import BatchingScheduler
+from chatbot.engine.constraints import GrammarTokenizer
 from chatbot.engine.decoding import CausalSession, DecodingSession, Seq2SeqSession
 from chatbot.engine.local import Loaded, LocalEngine
 from chatbot.engine.model_source import resolve
@@ -33,7 +35,9 @@ class TransformersEngine(LocalEngine):
         self.device = _pick_device(settings.device)
         self.sampling_device = str(self.device)
 
-    def _queue(self, state: Loaded, sequence: SequenceState, extra: Any) -> None:
+    def _queue(
+        self, state: Loaded, sequence: SequenceState, json_schema: Mapping[str, Any] | None
+    ) -> None:
         state.scheduler.submit(sequence)
 
     # -- loading ---------------------------------------------------------------------------
@@ -105,6 +109,7 @@ class TransformersEngine(LocalEngine):
             window=prompt.input_window,
             prompts=PromptWorker("transformers"),
             reply_limit=reply_limit,
+            grammar=GrammarTokenizer(lambda _: _grammar_tokenizer(tokenizer, eos_ids)),
         )
 
     def _where_to_load_from(self) -> tuple[str, dict[str, Any], Path | None]:
@@ -124,6 +129,18 @@ class TransformersEngine(LocalEngine):
             return kind(model, input_ids, device)
 
         return new_session
+
+
+def _grammar_tokenizer(tokenizer: Any, eos_ids: frozenset[int]) -> Any:
+    """llguidance's view of a Hugging Face (fast) tokenizer, for structured output."""
+    from llguidance.hf import from_tokenizer
+
+    try:
+        return from_tokenizer(tokenizer, eos_token=sorted(eos_ids) or None)
+    except ValueError as exc:  # a slow (Python) tokenizer
+        raise ConfigurationError(
+            f"structured output needs a fast tokenizer, and {type(tokenizer).__name__} is not one"
+        ) from exc
 
 
 def _pick_device(choice: Device) -> torch.device:

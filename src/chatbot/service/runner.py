@@ -24,10 +24,10 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, Protocol
 
 from chatbot.domain import FinishReason, GenerationParams, Message, MessageStatus, ReplyStats
 from chatbot.engine.base import Chunk, Engine, late_chunk_counter
@@ -87,10 +87,12 @@ class Reply:
         endpoint: str,
         ticket: Ticket,
         sink: ReplySink | None,
+        json_schema: Mapping[str, Any] | None = None,
     ) -> None:
         self._runner = runner
         self._messages = list(messages)
         self.params = params
+        self._json_schema = json_schema
         self.endpoint = endpoint
         self._ticket = ticket
         self._sink = sink
@@ -192,7 +194,7 @@ class Reply:
             counter = late_chunk_counter.set(metrics.tokens_after_cancel.inc)
             try:
                 async with asyncio.timeout(limits.request_timeout_s):
-                    stream = self._runner.engine.generate(self._messages, self.params)
+                    stream = self._generate()
                     try:
                         previous = time.monotonic()
                         async for chunk in stream:
@@ -240,6 +242,12 @@ class Reply:
         finally:
             self._ticket.release()
         await self._finish(last, first_at, error)
+
+    def _generate(self) -> AsyncGenerator[Chunk, None]:
+        engine = self._runner.engine
+        if self._json_schema is None:  # engines need not know structured output to serve chat
+            return engine.generate(self._messages, self.params)
+        return engine.generate(self._messages, self.params, json_schema=self._json_schema)
 
     async def _append(self, text: str) -> None:
         async with self._changed:
@@ -331,8 +339,12 @@ class ReplyRunner:
         endpoint: str,
         ticket: Ticket | None = None,
         sink: ReplySink | None = None,
+        json_schema: Mapping[str, Any] | None = None,
     ) -> Reply:
-        """Run one reply; reserve its place first unless the caller already did."""
+        """Run one reply; reserve its place first unless the caller already did.
+
+        With ``json_schema`` the reply is constrained to JSON that validates against it.
+        """
         reply = Reply(
             self,
             messages,
@@ -340,6 +352,7 @@ class ReplyRunner:
             endpoint=endpoint,
             ticket=ticket if ticket is not None else self.reserve(),
             sink=sink,
+            json_schema=json_schema,
         )
         self._replies.add(reply)
         reply._task.add_done_callback(lambda _: self._replies.discard(reply))

@@ -22,12 +22,75 @@ class ContentPart(_Lenient):
     text: str | None = None
 
 
+FUNCTION_NAME = r"^[A-Za-z0-9_.\-]{1,64}$"
+MAX_TOOLS = 128
+
+
+class FunctionCall(_Lenient):
+    """A call the model made: ``arguments`` is a JSON object in a string, as OpenAI sends it."""
+
+    name: str = Field(max_length=256)
+    arguments: str = Field(default="{}", description="The arguments as a JSON string.")
+
+
+class ToolCall(_Lenient):
+    id: str = Field(default="", max_length=256)
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
 class ChatMessage(_Lenient):
-    role: Literal["system", "developer", "user", "assistant"] = Field(
-        description="tool and function messages are not supported."
+    role: Literal["system", "developer", "user", "assistant", "tool", "function"] = Field(
+        description="tool (and the older function) messages carry a tool's result."
     )
     content: str | list[ContentPart] | None = None
     name: str | None = Field(default=None, max_length=256)
+    tool_calls: list[ToolCall] | None = Field(
+        default=None, max_length=MAX_TOOLS, description="The calls an assistant turn made."
+    )
+    tool_call_id: str | None = Field(
+        default=None, max_length=256, description="Which call a tool message answers."
+    )
+    function_call: FunctionCall | None = Field(
+        default=None, description="The older single call of an assistant turn."
+    )
+
+
+class FunctionDefinition(_Lenient):
+    name: str = Field(pattern=FUNCTION_NAME, description="Letters, digits, _ . -; 64 at most.")
+    description: str | None = None
+    parameters: dict[str, Any] | None = Field(
+        default=None, description="A JSON schema of the arguments (an object)."
+    )
+    strict: bool | None = None
+
+
+class ToolDefinition(_Lenient):
+    type: Literal["function"] = Field(description="Only function tools exist.")
+    function: FunctionDefinition
+
+
+class FunctionName(_Lenient):
+    name: str = Field(max_length=256)
+
+
+class NamedToolChoice(_Lenient):
+    type: Literal["function"]
+    function: FunctionName
+
+
+class JsonSchemaFormat(_Lenient):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    name: str = Field(default="response", max_length=64)
+    description: str | None = None
+    schema_: dict[str, Any] | None = Field(default=None, alias="schema")
+    strict: bool | None = None
+
+
+class ResponseFormat(_Lenient):
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JsonSchemaFormat | None = None
 
 
 class StreamOptions(_Lenient):
@@ -46,15 +109,18 @@ class ChatCompletionRequest(_Lenient):
     seed: int | None = Field(default=None, ge=0, le=MAX_SEED)
     stop: str | list[str] | None = None
     user: str | None = Field(default=None, max_length=256)
+    tools: list[ToolDefinition] | None = Field(default=None, max_length=MAX_TOOLS)
+    tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
+    parallel_tool_calls: bool | None = None
+    functions: list[FunctionDefinition] | None = Field(
+        default=None, max_length=MAX_TOOLS, description="The older form of tools."
+    )
+    function_call: Literal["none", "auto"] | FunctionName | None = None
+    response_format: ResponseFormat | None = None
     # Known but unsupported: refused by name when they ask for more than the default.
     n: int | None = None
-    tools: list[Any] | None = None
-    tool_choice: Any = None
-    functions: list[Any] | None = None
-    function_call: Any = None
     logprobs: bool | None = None
     top_logprobs: int | None = None
-    response_format: dict[str, Any] | None = None
     frequency_penalty: float | None = None
     presence_penalty: float | None = None
     logit_bias: dict[str, Any] | None = None
@@ -66,9 +132,15 @@ class UsageInfo(BaseModel):
     total_tokens: int
 
 
+def _absent(value: object) -> bool:
+    return value is None
+
+
 class AssistantMessage(BaseModel):
     role: Literal["assistant"] = "assistant"
-    content: str
+    content: str | None
+    tool_calls: list[ToolCall] | None = Field(default=None, exclude_if=_absent)
+    function_call: FunctionCall | None = Field(default=None, exclude_if=_absent)
 
 
 class Choice(BaseModel):
@@ -88,9 +160,23 @@ class ChatCompletion(BaseModel):
     system_fingerprint: str | None = None
 
 
+class FunctionCallDelta(BaseModel):
+    name: str | None = None
+    arguments: str | None = None
+
+
+class ToolCallDelta(BaseModel):
+    index: int
+    id: str | None = None
+    type: Literal["function"] | None = None
+    function: FunctionCallDelta
+
+
 class Delta(BaseModel):
     role: Literal["assistant"] | None = None
     content: str | None = None
+    tool_calls: list[ToolCallDelta] | None = None
+    function_call: FunctionCallDelta | None = None
 
 
 class ChunkChoice(BaseModel):

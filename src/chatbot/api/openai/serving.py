@@ -23,13 +23,19 @@ from chatbot.api.openai.protocol import (
     Choice,
     ChunkChoice,
     Delta,
+    FunctionCallDelta,
     ModelCard,
     ModelList,
+    ToolCall,
+    ToolCallDelta,
     UsageInfo,
 )
+from chatbot.api.openai.response_format import json_schema_of
+from chatbot.api.openai.tools import ToolPlan, history_text, plan_tools
 from chatbot.api.streaming import DONE, compact, event_stream, one_shot_events, one_shot_text
 from chatbot.config import LimitSettings
 from chatbot.domain import FinishReason, GenerationParams, Message, ReplyStats, Role
+from chatbot.engine.constraints import compile_json_schema
 from chatbot.errors import InvalidRequestError
 from chatbot.service.params import resolve_params
 from chatbot.service.runner import Reply, ReplyRunner, StopReason
@@ -48,22 +54,8 @@ def check_supported(request: ChatCompletionRequest) -> None:
     """Refuse, by name, what we would otherwise silently not do."""
     refusals: list[tuple[str, bool, str]] = [
         ("n", request.n is not None and request.n != 1, "only n=1 is supported"),
-        ("tools", bool(request.tools), "tool calling is not supported"),
-        ("tool_choice", request.tool_choice not in (None, "none"), "tool calling is not supported"),
-        ("functions", bool(request.functions), "function calling is not supported"),
-        (
-            "function_call",
-            request.function_call not in (None, "none"),
-            "function calling is not supported",
-        ),
         ("logprobs", bool(request.logprobs), "logprobs are not supported"),
         ("top_logprobs", request.top_logprobs is not None, "logprobs are not supported"),
-        (
-            "response_format",
-            request.response_format is not None
-            and request.response_format.get("type", "text") != "text",
-            "only response_format type 'text' is supported (no JSON mode)",
-        ),
         (
             "frequency_penalty",
             bool(request.frequency_penalty),
@@ -77,8 +69,12 @@ def check_supported(request: ChatCompletionRequest) -> None:
             raise InvalidRequestError(f"{param}: {why}", param=param, code="unsupported_parameter")
 
 
-def to_messages(request: ChatCompletionRequest) -> list[Message]:
-    """Our messages: every system/developer message joined into one system prompt first."""
+def to_messages(request: ChatCompletionRequest, tools: ToolPlan | None = None) -> list[Message]:
+    """Our messages: every system/developer message joined into one system prompt first.
+
+    Tool results and the calls of earlier assistant turns read as the generic tool format
+    (:mod:`.tools`) says; the tools themselves are described at the end of the system prompt.
+    """
     system: list[str] = []
     turns: list[Message] = []
     for index, message in enumerate(request.messages):
@@ -87,8 +83,12 @@ def to_messages(request: ChatCompletionRequest) -> list[Message]:
             system.append(text)
         elif message.role == "user":
             turns.append(Message.user(text))
+        elif message.role in ("tool", "function"):
+            turns.append(Message.user(history_text(message, text)))
         else:
-            turns.append(Message.assistant(text))
+            turns.append(Message.assistant(history_text(message, text)))
+    if tools is not None:
+        system.append(tools.instructions())
     if system:
         turns.insert(0, Message.system("\n\n".join(system)))
     return turns
@@ -144,6 +144,24 @@ def to_params(request: ChatCompletionRequest, limits: LimitSettings) -> Generati
     return resolve_params(params, limits, param=param)
 
 
+def _call_deltas(calls: list[ToolCall], *, legacy: bool) -> list[Delta]:
+    """Each call as OpenAI streams it: id, type and name first, then the arguments."""
+    if legacy:
+        function = calls[0].function
+        return [
+            Delta(function_call=FunctionCallDelta(name=function.name, arguments="")),
+            Delta(function_call=FunctionCallDelta(arguments=function.arguments)),
+        ]
+    deltas: list[Delta] = []
+    for index, call in enumerate(calls):
+        head = FunctionCallDelta(name=call.function.name, arguments="")
+        first = ToolCallDelta(index=index, id=call.id, type="function", function=head)
+        deltas.append(Delta(tool_calls=[first]))
+        body = FunctionCallDelta(arguments=call.function.arguments)
+        deltas.append(Delta(tool_calls=[ToolCallDelta(index=index, function=body)]))
+    return deltas
+
+
 def finish_reason(reason: FinishReason | None) -> str:
     return "length" if reason is FinishReason.LENGTH else "stop"
 
@@ -165,10 +183,17 @@ async def create_chat_completion(
     heartbeat_s: float,
 ) -> Response:
     check_supported(request)
-    messages = to_messages(request)
+    tools = plan_tools(request, limits.max_message_chars)
+    json_schema = json_schema_of(request.response_format)
+    if tools is not None and tools.forced:
+        json_schema = tools.json_schema()  # a forced call is the reply's format
+        if json_schema is not None:  # checked here, so a 400 names the tools, not the format
+            compile_json_schema(json_schema, param="tools")
+    messages = to_messages(request, tools)
     check_messages(messages, limits)
     params = to_params(request, limits)
-    reply = runner.start(messages, params, endpoint=ENDPOINT)  # 429 here, before any answer
+    # 429 here, before any answer
+    reply = runner.start(messages, params, endpoint=ENDPOINT, json_schema=json_schema)
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     created = int(time.time())
     try:
@@ -178,29 +203,69 @@ async def create_chat_completion(
         raise
     if request.stream:
         include_usage = bool(request.stream_options and request.stream_options.include_usage)
-        body = _stream(reply, completion_id, created, model, include_usage)
+        body = _stream(reply, completion_id, created, model, include_usage, tools)
         return event_stream(body, heartbeat_s)
     result = await one_shot_text(reply, http)
     if isinstance(result, Response):
         return result
     text, end = result
+    message = AssistantMessage(content=text)
+    reason = finish_reason(end.stats.finish_reason)
+    calls = tools.parse(text) if tools is not None else None
+    if tools is not None and calls:
+        if tools.legacy:
+            message = AssistantMessage(content=None, function_call=calls[0].function)
+            reason = "function_call"
+        else:
+            message = AssistantMessage(content=None, tool_calls=calls)
+            reason = "tool_calls"
     completion = ChatCompletion(
         id=completion_id,
         created=created,
         model=model,
-        choices=[
-            Choice(
-                message=AssistantMessage(content=text),
-                finish_reason=finish_reason(end.stats.finish_reason),
-            )
-        ],
+        choices=[Choice(message=message, finish_reason=reason)],
         usage=usage_of(end.stats),
     )
     return JSONResponse(completion.model_dump(mode="json"))
 
 
+class _ToolCallSplitter:
+    """Streams plain text at once and holds back what may be a tool call until the end.
+
+    A forced call is held whole; with ``auto``, text is held only while it could still be a
+    call (nothing yet, or it starts like JSON), as vLLM's tool parsers do.
+    """
+
+    def __init__(self, tools: ToolPlan) -> None:
+        self._tools = tools
+        self._held: list[str] = []
+        self._released = False
+
+    def feed(self, piece: str) -> str:
+        """The text to send now ("" while holding)."""
+        if self._released:
+            return piece
+        self._held.append(piece)
+        start = "".join(self._held).lstrip()
+        if self._tools.forced or not start or start[0] in "{[`":
+            return ""
+        self._released = True
+        return "".join(self._held)
+
+    def finish(self) -> tuple[list[ToolCall] | None, str]:
+        """The calls the held text makes, or the held text to send as content."""
+        held = "".join(self._held) if not self._released else ""
+        calls = self._tools.parse(held) if held else None
+        return calls, ("" if calls else held)
+
+
 async def _stream(
-    reply: Reply, completion_id: str, created: int, model: str, include_usage: bool
+    reply: Reply,
+    completion_id: str,
+    created: int,
+    model: str,
+    include_usage: bool,
+    tools: ToolPlan | None = None,
 ) -> AsyncIterator[str]:
     def chunk(delta: Delta, reason: str | None = None) -> str:
         body = ChatCompletionChunk(
@@ -215,17 +280,29 @@ async def _stream(
         return compact(payload)
 
     sent_role = False
+    splitter = _ToolCallSplitter(tools) if tools is not None else None
     async for item in one_shot_events(reply):
         if not sent_role:
             sent_role = True
             yield chunk(Delta(role="assistant", content=""))
         if isinstance(item, str):
-            yield chunk(Delta(content=item))
+            text = splitter.feed(item) if splitter is not None else item
+            if text:
+                yield chunk(Delta(content=text))
             continue
         if item.error is not None:
             yield compact(body_of(item.error))
             return
-        yield chunk(Delta(), finish_reason(item.stats.finish_reason))
+        reason = finish_reason(item.stats.finish_reason)
+        if splitter is not None and tools is not None:
+            calls, rest = splitter.finish()
+            if rest:
+                yield chunk(Delta(content=rest))
+            if calls:
+                for delta in _call_deltas(calls, legacy=tools.legacy):
+                    yield chunk(delta)
+                reason = "function_call" if tools.legacy else "tool_calls"
+        yield chunk(Delta(), reason)
         if include_usage:
             final = ChatCompletionChunk(
                 id=completion_id,
