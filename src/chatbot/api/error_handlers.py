@@ -16,6 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Route
 
 from chatbot.errors import (
     ChatbotError,
@@ -30,6 +31,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "HTTPStatusError",
+    "allowed_methods",
     "body_of",
     "error_body",
     "http_error",
@@ -108,6 +110,16 @@ def http_error(exc: StarletteHTTPException, request: Request) -> ChatbotError:
     return error
 
 
+def allowed_methods(app: FastAPI, request: Request) -> list[str]:
+    """Every method of every route on this path: Starlette's 405 names only the first route's."""
+    path = request.scope["path"]
+    methods: set[str] = set()
+    for route in app.router.routes:
+        if isinstance(route, Route) and route.methods and route.path_regex.match(path):
+            methods.update(route.methods)
+    return sorted(methods)
+
+
 def install_handlers(app: FastAPI) -> None:
     async def on_chatbot_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, ChatbotError)
@@ -122,7 +134,9 @@ def install_handlers(app: FastAPI) -> None:
     async def on_http_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
         response = response_for(http_error(exc, request))
-        if exc.status_code == 405 and exc.headers:
+        if exc.status_code == 405:
+            response.headers["Allow"] = ", ".join(allowed_methods(app, request))
+        elif exc.headers:
             response.headers.update(exc.headers)
         return response
 

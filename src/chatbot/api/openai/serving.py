@@ -23,8 +23,6 @@ from chatbot.api.openai.protocol import (
     Choice,
     ChunkChoice,
     Delta,
-    ModelCard,
-    ModelList,
     UsageInfo,
 )
 from chatbot.api.streaming import DONE, compact, event_stream, one_shot_events, one_shot_text
@@ -38,10 +36,6 @@ logger = logging.getLogger(__name__)
 
 ENDPOINT = "chat_completions"
 _ROLES = {"system": Role.SYSTEM, "developer": Role.SYSTEM, "user": Role.USER}
-
-
-def list_models(model: str, created: int) -> ModelList:
-    return ModelList(data=[ModelCard(id=model, created=created)])
 
 
 def check_supported(request: ChatCompletionRequest) -> None:
