@@ -16,7 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Route
+from starlette.routing import Match
 
 from chatbot.errors import (
     ChatbotError,
@@ -28,6 +28,8 @@ from chatbot.errors import (
 )
 
 logger = logging.getLogger(__name__)
+
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 __all__ = [
     "HTTPStatusError",
@@ -111,13 +113,17 @@ def http_error(exc: StarletteHTTPException, request: Request) -> ChatbotError:
 
 
 def allowed_methods(app: FastAPI, request: Request) -> list[str]:
-    """Every method of every route on this path: Starlette's 405 names only the first route's."""
-    path = request.scope["path"]
-    methods: set[str] = set()
-    for route in app.router.routes:
-        if isinstance(route, Route) and route.methods and route.path_regex.match(path):
-            methods.update(route.methods)
-    return sorted(methods)
+    """Every method some route answers on this path: Starlette's 405 names only one route's.
+
+    Asked of the routes themselves (``matches`` with each method), so routers included in
+    routers are covered too.
+    """
+    allowed = []
+    for method in _METHODS:
+        scope = {**request.scope, "method": method}
+        if any(route.matches(scope)[0] is Match.FULL for route in app.router.routes):
+            allowed.append(method)
+    return allowed
 
 
 def install_handlers(app: FastAPI) -> None:
