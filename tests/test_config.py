@@ -47,6 +47,13 @@ def test_not_a_number_is_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
         load(ServerSettings)
 
 
+def test_model_aliases_are_a_comma_separated_list(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CHATBOT_MODEL_ALIASES", "gpt-4o-mini, gpt-3.5-turbo,")
+    assert load(ServerSettings).model_aliases == ("gpt-4o-mini", "gpt-3.5-turbo")
+    monkeypatch.delenv("CHATBOT_MODEL_ALIASES")
+    assert load(ServerSettings).model_aliases == ()
+
+
 def test_default_database_is_sqlite_in_the_data_dir(tmp_path: Path) -> None:
     url = load(StoreSettings, data_dir=tmp_path / "data").resolved_database_url()
     assert url == f"sqlite:///{tmp_path / 'data' / 'chatbot.sqlite3'}"

@@ -73,6 +73,8 @@ def test_every_class_round_trips_through_a_stream_event(cls: type[errors.Chatbot
         (504, "upstream_error", None, errors.UpstreamTimeoutError),
         (504, "timeout_error", "request_timeout", errors.RequestTimeoutError),
         (400, "invalid_request_error", "context_length_exceeded", errors.ContextOverflowError),
+        (404, "invalid_request_error", "model_not_found", errors.ModelNotFoundError),
+        (404, "not_found_error", None, errors.NotFoundError),
         (400, "invalid_request_error", "empty", errors.InvalidRequestError),
         (405, "invalid_request_error", None, errors.MethodNotAllowedError),
         (503, "service_unavailable", "draining", errors.UnavailableError),
@@ -86,3 +88,20 @@ def test_status_type_and_code_pick_the_class(
     error = errors.from_http(status, json.dumps(body), {})
     assert type(error) is expected
     assert error.code == code
+
+
+def test_context_overflow_in_openais_words_keeps_the_class_and_numbers() -> None:
+    ours = errors.ContextOverflowError(
+        "too long", prompt_tokens=9000, context_window=8192, completion_tokens=256
+    )
+    theirs = ours.in_openai_words()
+    assert theirs.message == (
+        "This model's maximum context length is 8192 tokens. However, you requested 9256 "
+        "tokens (9000 in the messages, 256 in the completion). Please reduce the length of "
+        "the messages or completion."
+    )
+    assert (theirs.code, theirs.param) == ("context_length_exceeded", "messages")
+    status, body, _ = errors.to_http(theirs)
+    assert type(errors.from_http(status, json.dumps(body))) is errors.ContextOverflowError
+    rebuilt = errors.ContextOverflowError("from an answer")  # no numbers: the text stays
+    assert rebuilt.in_openai_words() is rebuilt

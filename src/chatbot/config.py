@@ -9,10 +9,10 @@ from __future__ import annotations
 import os
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
-from pydantic import Field, SecretStr, ValidationError, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from chatbot.errors import ConfigurationError
 
@@ -182,7 +182,8 @@ class ServerSettings(BaseSettings):
         default=8000, ge=0, le=65535, description="Port to bind.", json_schema_extra=_cli("--port")
     )
     api_key: SecretStr | None = Field(
-        default=None, description="When set, every route but /, /healthz, /readyz needs it."
+        default=None,
+        description="When set, every route but /, /health, /healthz, /readyz needs it.",
     )
     max_concurrent_requests: int = Field(
         default=8, ge=1, le=1024, description="Requests that generate at once."
@@ -206,6 +207,22 @@ class ServerSettings(BaseSettings):
         default_factory=list, max_length=100, description="Allowed CORS origins (never '*')."
     )
     warmup: bool = Field(default=True, description="Run one short generation before ready.")
+    model_aliases: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(),
+        max_length=100,
+        description=(
+            "Comma-separated model names the OpenAI routes accept besides the served model's "
+            "own (for clients with a hard-coded name, e.g. gpt-4o-mini); any other is a 404."
+        ),
+    )
+
+    @field_validator("model_aliases", mode="before")
+    @classmethod
+    def _split_aliases(cls, value: Any) -> Any:
+        """``a, b`` from the environment; a list or tuple as it is."""
+        if isinstance(value, str):
+            return tuple(name.strip() for name in value.split(",") if name.strip())
+        return value
 
 
 class UISettings(BaseSettings):

@@ -11,6 +11,7 @@ the boundary where they happen. The tree::
     │   └── ContextOverflowError
     ├── AuthenticationError
     ├── NotFoundError
+    │   └── ModelNotFoundError
     ├── ConflictError
     ├── PayloadTooLargeError
     ├── OverloadedError
@@ -72,15 +73,43 @@ class MethodNotAllowedError(InvalidRequestError):
 class ContextOverflowError(InvalidRequestError):
     """A message cannot fit into the model's context window even alone.
 
-    The two numbers are ``None`` when the error was rebuilt from an HTTP answer.
+    The numbers are ``None`` when the error was rebuilt from an HTTP answer.
     """
 
     def __init__(
-        self, message: str, *, prompt_tokens: int | None = None, context_window: int | None = None
+        self,
+        message: str,
+        *,
+        prompt_tokens: int | None = None,
+        context_window: int | None = None,
+        completion_tokens: int | None = None,
     ):
         super().__init__(message, param="messages")
         self.prompt_tokens = prompt_tokens
         self.context_window = context_window
+        self.completion_tokens = completion_tokens
+
+    def in_openai_words(self) -> ContextOverflowError:
+        """The same error worded as OpenAI words it.
+
+        Clients with fallbacks for long prompts (litellm, LangChain) recognise the overflow by
+        this sentence as well as by the code; without the numbers the message stays as it is.
+        """
+        if self.prompt_tokens is None or self.context_window is None:
+            return self
+        completion = self.completion_tokens or 0
+        message = (
+            f"This model's maximum context length is {self.context_window} tokens. However, "
+            f"you requested {self.prompt_tokens + completion} tokens ({self.prompt_tokens} in "
+            f"the messages, {completion} in the completion). Please reduce the length of the "
+            "messages or completion."
+        )
+        return ContextOverflowError(
+            message,
+            prompt_tokens=self.prompt_tokens,
+            context_window=self.context_window,
+            completion_tokens=self.completion_tokens,
+        )
 
 
 class AuthenticationError(ChatbotError):
@@ -89,6 +118,10 @@ class AuthenticationError(ChatbotError):
 
 class NotFoundError(ChatbotError):
     """No such conversation, message or route."""
+
+
+class ModelNotFoundError(NotFoundError):
+    """The request names a model this server does not serve (OpenAI's ``model_not_found``)."""
 
 
 class ConflictError(ChatbotError):
@@ -149,6 +182,7 @@ ERRORS: tuple[ErrorKind, ...] = (
     ErrorKind(PayloadTooLargeError, 413, "invalid_request_error", "body_too_large"),
     ErrorKind(AuthenticationError, 401, "authentication_error"),
     ErrorKind(NotFoundError, 404, "not_found_error"),
+    ErrorKind(ModelNotFoundError, 404, "invalid_request_error", "model_not_found"),
     ErrorKind(ConflictError, 409, "conflict_error"),
     ErrorKind(OverloadedError, 429, "rate_limit_error", "overloaded"),
     ErrorKind(UnavailableError, 503, "service_unavailable"),

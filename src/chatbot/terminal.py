@@ -145,8 +145,7 @@ class BackendReplies:
 
     def stream(self, messages: list[Message], params: GenerationParams) -> Iterator[str]:
         self._cancelled.clear()
-        body = {
-            "model": "default",
+        body = {  # no "model": the backend's own model (a name it does not serve is a 404)
             "messages": [{"role": m.role.value, "content": m.content} for m in messages],
             "stream": True,
             "max_tokens": params.max_new_tokens,

@@ -20,6 +20,7 @@ from tests.fixtures.servers import BackendProcess
 pytestmark = pytest.mark.slow
 
 HI: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Hi"}]
+MODEL = "SmolLM2-135M-Instruct"  # the embedded model's name; any other is a 404
 
 
 def metric(base_url: str, name: str) -> float:
@@ -41,9 +42,9 @@ def test_the_articles_client_code_works(backend_server: BackendProcess) -> None:
 
 def test_official_openai_client(backend_server: BackendProcess) -> None:
     client = openai.OpenAI(base_url=f"{backend_server.url}/v1", api_key="unused", max_retries=0)
-    assert [m.id for m in client.models.list()] == ["SmolLM2-135M-Instruct"]
+    assert [m.id for m in client.models.list()] == [MODEL]
     completion = client.chat.completions.create(
-        model="any",
+        model=MODEL,
         messages=HI,
         max_tokens=3,
         temperature=0,
@@ -51,7 +52,7 @@ def test_official_openai_client(backend_server: BackendProcess) -> None:
     assert completion.choices[0].finish_reason == "length"
     assert completion.usage is not None and completion.usage.completion_tokens == 3
     stream = client.chat.completions.create(
-        model="any",
+        model=MODEL,
         messages=HI,
         max_completion_tokens=3,
         temperature=0,
@@ -63,7 +64,7 @@ def test_official_openai_client(backend_server: BackendProcess) -> None:
     assert text == completion.choices[0].message.content  # greedy: same reply
     assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 3
     with pytest.raises(openai.BadRequestError) as refused:
-        client.chat.completions.create(model="any", messages=HI, n=2)
+        client.chat.completions.create(model=MODEL, messages=HI, n=2)
     assert refused.value.body["param"] == "n"  # type: ignore[index,unused-ignore]
 
 
@@ -145,7 +146,7 @@ def test_streams_cost_no_threads_and_conversation_replies_are_measured(
 ) -> None:
     """16 concurrent streams run on the event loop: the thread count is the idle one."""
     backend = start_backend(CHATBOT_MAX_CONCURRENT_REQUESTS="16", CHATBOT_MAX_QUEUED_REQUESTS="0")
-    body = {"model": "any", "messages": HI, "max_tokens": 24, "temperature": 0, "stream": True}
+    body = {"model": MODEL, "messages": HI, "max_tokens": 24, "temperature": 0, "stream": True}
     with httpx.Client(base_url=backend.url, timeout=120) as client:
         # Warm every lazily started pool first (the prompt worker, the store's workers).
         cid = client.post("/v1/conversations", json={}).json()["id"]

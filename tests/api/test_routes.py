@@ -13,6 +13,7 @@ from tests.api.conftest import ClientFactory
 
 CHAT = "/v1/chat/completions"
 HI = [{"role": "user", "content": "Hi"}]
+MODEL = "SmolLM2-135M-Instruct"  # the served name; another is a 404 model_not_found
 
 
 def sse_events(text: str) -> list[str]:
@@ -35,7 +36,7 @@ def test_models_and_info(client: TestClient) -> None:
 
 
 def test_completion_reports_usage_and_length(client: TestClient) -> None:
-    body = {"model": "x", "messages": HI, "max_tokens": 3, "temperature": 0, "seed": 1}
+    body = {"model": MODEL, "messages": HI, "max_tokens": 3, "temperature": 0, "seed": 1}
     response = client.post(CHAT, json=body)
     assert response.status_code == 200
     completion = response.json()

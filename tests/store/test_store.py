@@ -94,6 +94,20 @@ def test_pagination_newest_activity_first(store: ConversationStore) -> None:
     assert top.id == oldest and top.message_count == 2
 
 
+def test_keyset_pages_hold_still_while_conversations_are_added(store: ConversationStore) -> None:
+    ids = [store.create_conversation(title=f"c{i}").id for i in range(5)]
+    seen: list[str] = []
+    before = None
+    while True:
+        page = store.list_conversations(limit=2, before=before)
+        store.create_conversation(title="added while paging")  # newest: before every cursor
+        if not page:
+            break
+        seen += [s.id for s in page]
+        before = (page[-1].updated_at, page[-1].id)  # microseconds survive the round trip
+    assert seen == list(reversed(ids))
+
+
 def test_messages_are_rows_in_order_with_stats(store: ConversationStore) -> None:
     conversation_id = store.create_conversation().id
     assert conversation_id is not None

@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 import chatbot
+from chatbot.api import openapi
 from chatbot.api.error_handlers import install_handlers
 from chatbot.api.middleware import (
     AuthMiddleware,
@@ -76,6 +77,7 @@ def create_app(
     ):
         app.include_router(router)
     install_handlers(app)
+    openapi.install(app, server, limits)
     # Added innermost first: the last one added is the outermost.
     app.add_middleware(BodyLimitMiddleware, max_bytes=limits.max_body_bytes)
     if server.api_key is not None:

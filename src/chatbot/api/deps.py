@@ -11,6 +11,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from chatbot.api.openai.models import ServedModels
 from chatbot.api.runtime import Runtime
 from chatbot.config import LimitSettings, ServerSettings
 from chatbot.errors import UnavailableError
@@ -62,9 +63,16 @@ async def get_model_name(runtime: RuntimeDep) -> str:
     return runtime.engine_settings.model
 
 
+async def get_served_models(runtime: RuntimeDep) -> ServedModels:
+    return ServedModels(
+        await get_model_name(runtime), runtime.server.model_aliases, runtime.model_created
+    )
+
+
 ServiceDep = Annotated[ChatService, Depends(get_service)]
 RunnerDep = Annotated[ReplyRunner, Depends(get_runner)]
 LimitsDep = Annotated[LimitSettings, Depends(get_limits)]
 ServerSettingsDep = Annotated[ServerSettings, Depends(get_server_settings)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 ModelNameDep = Annotated[str, Depends(get_model_name)]
+ServedModelsDep = Annotated[ServedModels, Depends(get_served_models)]

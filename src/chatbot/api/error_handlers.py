@@ -16,6 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from chatbot.errors import (
     ChatbotError,
@@ -28,8 +29,11 @@ from chatbot.errors import (
 
 logger = logging.getLogger(__name__)
 
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
 __all__ = [
     "HTTPStatusError",
+    "allowed_methods",
     "body_of",
     "error_body",
     "http_error",
@@ -108,6 +112,20 @@ def http_error(exc: StarletteHTTPException, request: Request) -> ChatbotError:
     return error
 
 
+def allowed_methods(app: FastAPI, request: Request) -> list[str]:
+    """Every method some route answers on this path: Starlette's 405 names only one route's.
+
+    Asked of the routes themselves (``matches`` with each method), so routers included in
+    routers are covered too.
+    """
+    allowed = []
+    for method in _METHODS:
+        scope = {**request.scope, "method": method}
+        if any(route.matches(scope)[0] is Match.FULL for route in app.router.routes):
+            allowed.append(method)
+    return allowed
+
+
 def install_handlers(app: FastAPI) -> None:
     async def on_chatbot_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, ChatbotError)
@@ -122,7 +140,9 @@ def install_handlers(app: FastAPI) -> None:
     async def on_http_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
         response = response_for(http_error(exc, request))
-        if exc.status_code == 405 and exc.headers:
+        if exc.status_code == 405:
+            response.headers["Allow"] = ", ".join(allowed_methods(app, request))
+        elif exc.headers:
             response.headers.update(exc.headers)
         return response
 

@@ -18,8 +18,8 @@ from chatbot.api.runtime import Runtime
 
 logger = logging.getLogger(__name__)
 
-PUBLIC_PATHS = frozenset({"/", "/healthz", "/readyz"})
-PROBE_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+PUBLIC_PATHS = frozenset({"/", "/health", "/healthz", "/readyz"})
+PROBE_PATHS = frozenset({"/health", "/healthz", "/readyz", "/metrics"})
 
 
 async def send_error(

@@ -6,11 +6,13 @@ it uses (the reply runner, the service, the limits, the lifecycle).
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from chatbot.api.openai.models import model_created
 from chatbot.config import EngineSettings, LimitSettings, ServerSettings, StoreSettings
 from chatbot.engine import Engine
 from chatbot.service.local import ChatService
@@ -92,5 +94,10 @@ class Runtime:
     drain: Drain = field(default_factory=Drain)
     active: ActiveRequests = field(default_factory=ActiveRequests)
     startup_error: str | None = None
-    # When this app was built: the stable ``created`` of /v1/models.
+    # When this app was built: ``created`` of /v1/models when the model has no local file.
     started_at: int = field(default_factory=lambda: int(time.time()))
+
+    @functools.cached_property
+    def model_created(self) -> int:
+        """``created`` of /v1/models: the model file's mtime, the same across calls and restarts."""
+        return model_created(self.engine_settings, self.started_at)

@@ -1,6 +1,11 @@
 """Plain typed data and file formats; no I/O."""
 
-from chatbot.domain.events import ConversationSummary, ReplyEvent, ReplyEventType
+from chatbot.domain.events import (
+    ConversationPage,
+    ConversationSummary,
+    ReplyEvent,
+    ReplyEventType,
+)
 from chatbot.domain.formats import ExportFormat, export, parse
 from chatbot.domain.messages import (
     Conversation,
@@ -16,6 +21,7 @@ from chatbot.domain.wire import from_wire, to_wire
 
 __all__ = [
     "Conversation",
+    "ConversationPage",
     "ConversationSummary",
     "ExportFormat",
     "FinishReason",

@@ -53,3 +53,13 @@ class ConversationSummary(BaseModel):
     created_at: datetime
     updated_at: datetime
     message_count: int = 0
+
+
+class ConversationPage(BaseModel):
+    """One page of the conversation list, and where the next one starts."""
+
+    model_config = ConfigDict(frozen=True)
+
+    data: tuple[ConversationSummary, ...]
+    has_more: bool = False
+    next_cursor: str | None = None

@@ -5,9 +5,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, field_validator
 
 MAX_STOP_SEQUENCES = 4
+# The largest integer every JSON reader keeps exactly (JavaScript's Number.MAX_SAFE_INTEGER):
+# a seed above it would be a different number once it crossed a client or a schema validator.
+MAX_JSON_INT = 2**53 - 1
 MAX_STOP_CHARS = 200
 
 
@@ -98,11 +101,18 @@ class GenerationParams(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    max_new_tokens: int = Field(default=256, ge=1, le=131_072)
-    temperature: float = Field(default=0.0, ge=0.0, le=2.0, description="0 means greedy.")
-    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
-    stop: tuple[str, ...] = Field(default=(), max_length=MAX_STOP_SEQUENCES)
-    seed: int | None = Field(default=None, ge=0, le=2**63 - 1)
+    # Strict numbers: "8" or true is refused, not read as 8 or 1 (an int is a float, though).
+    max_new_tokens: StrictInt = Field(default=256, ge=1, le=131_072)
+    temperature: StrictFloat = Field(default=0.0, ge=0.0, le=2.0, description="0 means greedy.")
+    top_p: StrictFloat = Field(default=1.0, gt=0.0, le=1.0)
+    stop: tuple[str, ...] = Field(
+        default=(),
+        max_length=MAX_STOP_SEQUENCES,
+        json_schema_extra={
+            "items": {"type": "string", "minLength": 1, "maxLength": MAX_STOP_CHARS}
+        },
+    )
+    seed: StrictInt | None = Field(default=None, ge=0, le=MAX_JSON_INT)
 
     @field_validator("stop")
     @classmethod

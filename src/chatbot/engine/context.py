@@ -44,6 +44,7 @@ def fit_to_context(
                 f"{context_window}; shorten the message (or the system prompt)",
                 prompt_tokens=tokens,
                 context_window=context_window,
+                completion_tokens=max_new_tokens,
             )
         cut = 1
         while cut < len(turns) - 1 and turns[cut].role is not Role.USER:

@@ -26,6 +26,7 @@ from typing import TypeVar
 from chatbot.config import EngineSettings, LimitSettings, StoreSettings
 from chatbot.domain import (
     Conversation,
+    ConversationPage,
     ConversationSummary,
     ExportFormat,
     GenerationParams,
@@ -44,6 +45,7 @@ from chatbot.errors import (
     UnavailableError,
     event_fields,
 )
+from chatbot.service import cursor
 from chatbot.service.admission import AdmissionControl
 from chatbot.service.metrics import Metrics
 from chatbot.service.params import ServiceLimits, resolve_params, stored_params
@@ -212,13 +214,31 @@ class ChatService:
         self, *, limit: int = 50, offset: int = 0
     ) -> list[ConversationSummary]:
         """Newest activity first (a new message counts; a rename does not)."""
+        page = await self.page_conversations(limit=limit, offset=offset)
+        return list(page.data)
+
+    async def page_conversations(
+        self, *, limit: int = 50, after: str | None = None, offset: int = 0
+    ) -> ConversationPage:
+        """A page of :meth:`list_conversations`, from the cursor ``after`` when given.
+
+        Pass the page's ``next_cursor`` as ``after`` for the next one: conversations added
+        while paging are neither repeated nor make a row be skipped, as with ``offset``.
+        """
         if not 1 <= limit <= MAX_LIST_LIMIT:
             raise InvalidRequestError(
                 f"limit must be between 1 and {MAX_LIST_LIMIT}, got {limit}", param="limit"
             )
         if offset < 0:
             raise InvalidRequestError(f"offset must not be negative, got {offset}", param="offset")
-        return await self._db(lambda: self._store.list_conversations(limit=limit, offset=offset))
+        before = cursor.decode(after) if after is not None else None
+        rows = await self._db(
+            lambda: self._store.list_conversations(limit=limit + 1, offset=offset, before=before)
+        )
+        has_more = len(rows) > limit
+        rows = rows[:limit]
+        next_cursor = cursor.encode(rows[-1]) if has_more else None
+        return ConversationPage(data=tuple(rows), has_more=has_more, next_cursor=next_cursor)
 
     async def get_conversation(self, conversation_id: str) -> Conversation:
         """All messages, oldest first; a reply in progress shows its last saved text."""
@@ -505,14 +525,14 @@ class ChatService:
     def _valid_title(self, title: str | None) -> str | None:
         if title is None:
             return None
-        title = title.strip()
-        if not title:
-            raise InvalidRequestError("title must not be empty", param="title")
-        if len(title) > MAX_TITLE_CHARS:
+        if len(title) > MAX_TITLE_CHARS:  # as sent, as the API's schema says
             raise InvalidRequestError(
                 f"title has {len(title)} characters; the limit is {MAX_TITLE_CHARS}",
                 param="title",
             )
+        title = title.strip()
+        if not title:
+            raise InvalidRequestError("title must not be empty", param="title")
         return title
 
     def _valid_system_prompt(self, system_prompt: str | None) -> str | None:

@@ -1,5 +1,5 @@
 """Conversations and messages in SQL: SQLite by default, PostgreSQL by URL."""
 
-from chatbot.store.repository import ConversationStore, ReplyStart, derive_title
+from chatbot.store.repository import ConversationStore, ListPosition, ReplyStart, derive_title
 
-__all__ = ["ConversationStore", "ReplyStart", "derive_title"]
+__all__ = ["ConversationStore", "ListPosition", "ReplyStart", "derive_title"]

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, delete, func, select, text, update
+from sqlalchemy import Engine, and_, delete, func, or_, select, text, update
 from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -70,6 +70,10 @@ def derive_title(content: str) -> str:
     if " " in cut[AUTO_TITLE_CHARS // 2 :]:
         cut = cut.rsplit(" ", 1)[0]
     return cut.rstrip() + "…"
+
+
+# A place in the conversation list: the (updated_at, id) of the last row a page showed.
+ListPosition = tuple[datetime, str]
 
 
 def new_id() -> str:
@@ -145,22 +149,33 @@ class ConversationStore:
             session.add(row)
         return _conversation(row, [])
 
-    def list_conversations(self, *, limit: int = 50, offset: int = 0) -> list[ConversationSummary]:
+    def list_conversations(
+        self, *, limit: int = 50, offset: int = 0, before: ListPosition | None = None
+    ) -> list[ConversationSummary]:
+        """Newest activity first, by ``(updated_at, id)``.
+
+        ``before`` is a keyset cursor: only rows after that one in this order. Unlike
+        ``offset``, a page read that way neither repeats nor skips a row when conversations
+        are added meanwhile (they sort before the cursor).
+        """
         # The page is chosen first and messages are counted for its rows only: PostgreSQL would
         # otherwise evaluate the count for every row that OFFSET skips.
         newest_first = (ConversationRow.updated_at.desc(), ConversationRow.id.desc())
-        page = (
-            select(
-                ConversationRow.id,
-                ConversationRow.title,
-                ConversationRow.created_at,
-                ConversationRow.updated_at,
-            )
-            .order_by(*newest_first)
-            .limit(limit)
-            .offset(offset)
-            .subquery("page")
+        chosen = select(
+            ConversationRow.id,
+            ConversationRow.title,
+            ConversationRow.created_at,
+            ConversationRow.updated_at,
         )
+        if before is not None:
+            at, last_id = before
+            chosen = chosen.where(
+                or_(
+                    ConversationRow.updated_at < at,
+                    and_(ConversationRow.updated_at == at, ConversationRow.id < last_id),
+                )
+            )
+        page = chosen.order_by(*newest_first).limit(limit).offset(offset).subquery("page")
         count = (
             select(func.count())
             .where(MessageRow.conversation_id == page.c.id)
@@ -287,8 +302,11 @@ class ConversationStore:
                 if rows and rows[-1].role == Role.ASSISTANT.value:
                     session.execute(delete(MessageRow).where(MessageRow.id == rows.pop().id))
                 if not rows or rows[-1].role != Role.USER.value:
-                    raise InvalidRequestError(
-                        "there is no user message to answer again", param="conversation_id"
+                    # The request is fine; the conversation's state is not (409, not 400).
+                    raise ConflictError(
+                        "there is no user message to answer again; send a message first",
+                        param="conversation_id",
+                        code="nothing_to_regenerate",
                     )
             else:
                 assert user_content is not None

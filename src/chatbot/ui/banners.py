@@ -33,8 +33,10 @@ def describe(error: ChatbotError) -> Banner:
             )
         case UnavailableError():
             return Banner("warning", f"The chat service is not ready: {error.message}", "⏳")
-        case ConflictError():
+        case ConflictError(code="reply_in_progress"):
             return Banner("warning", "A reply is still being written here. Stop it or wait.")
+        case ConflictError():
+            return Banner("warning", f"That cannot be done now: {error.message}")
         case NotFoundError():
             return Banner("warning", "That conversation no longer exists.")
         case InvalidRequestError():

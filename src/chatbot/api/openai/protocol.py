@@ -1,16 +1,37 @@
 """Request and response types of the OpenAI chat API, the subset this server implements.
 
 Unknown fields are ignored, like OpenAI does; fields we know but cannot honour are declared so
-the serving layer can refuse them by name instead of ignoring them silently.
+the serving layer can refuse them by name instead of ignoring them silently. Their schema says
+what is accepted (``n`` at most 1, no logprobs), so the OpenAPI document tells no lies.
+
+Numbers and booleans are strict: ``"8"`` or ``true`` for ``max_tokens`` is a 400, not an 8 or
+a 1 (a float field still takes an integer, as JSON does not tell ``1`` from ``1.0``).
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt
 
-MAX_SEED = 2**63 - 1
+from chatbot.domain.messages import MAX_JSON_INT, MAX_STOP_CHARS, MAX_STOP_SEQUENCES
+
+MAX_SEED = MAX_JSON_INT
+
+_STOP_TEXT = {"type": "string", "minLength": 1, "maxLength": MAX_STOP_CHARS}
+# Stop sequences: one non-empty string or a short list of them; the domain checks the same.
+STOP_SCHEMA: dict[str, Any] = {
+    "anyOf": [
+        _STOP_TEXT,
+        {"type": "array", "items": _STOP_TEXT, "maxItems": MAX_STOP_SEQUENCES},
+        {"type": "null"},
+    ]
+}
+
+
+def _only(*values: Any) -> dict[str, Any]:
+    """The schema of a parameter we refuse unless it asks for the default."""
+    return {"json_schema_extra": {"enum": list(values)}}
 
 
 class _Lenient(BaseModel):
@@ -18,8 +39,10 @@ class _Lenient(BaseModel):
 
 
 class ContentPart(_Lenient):
-    type: str = Field(max_length=64)
-    text: str | None = None
+    model_config = ConfigDict(json_schema_extra={"required": ["type", "text"]})
+
+    type: str = Field(max_length=64, json_schema_extra={"enum": ["text"]})
+    text: str | None = Field(default=None, json_schema_extra={"type": "string"})
 
 
 FUNCTION_NAME = r"^[A-Za-z0-9_.\-]{1,64}$"
@@ -94,36 +117,47 @@ class ResponseFormat(_Lenient):
 
 
 class StreamOptions(_Lenient):
-    include_usage: bool = False
+    include_usage: StrictBool = False
 
 
 class ChatCompletionRequest(_Lenient):
-    model: str | None = Field(default=None, max_length=4096, description="Any value; ignored.")
+    model: str | None = Field(
+        default=None,
+        max_length=4096,
+        description=(
+            "The served model's id (GET /v1/models) or one of CHATBOT_MODEL_ALIASES; "
+            "omitted means the served model; any other name is a 404 model_not_found."
+        ),
+    )
     messages: list[ChatMessage] = Field(min_length=1)
-    stream: bool = False
+    stream: StrictBool = False
     stream_options: StreamOptions | None = None
-    max_tokens: int | None = Field(default=None, ge=1, description="Capped by the server.")
-    max_completion_tokens: int | None = Field(default=None, ge=1)
-    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
-    top_p: float | None = Field(default=None, gt=0.0, le=1.0)
-    seed: int | None = Field(default=None, ge=0, le=MAX_SEED)
-    stop: str | list[str] | None = None
+    max_tokens: StrictInt | None = Field(
+        default=None, ge=1, description="At most CHATBOT_MAX_TOKENS_CAP."
+    )
+    max_completion_tokens: StrictInt | None = Field(
+        default=None, ge=1, description="At most CHATBOT_MAX_TOKENS_CAP."
+    )
+    temperature: StrictFloat | None = Field(default=None, ge=0.0, le=2.0)
+    top_p: StrictFloat | None = Field(default=None, gt=0.0, le=1.0)
+    seed: StrictInt | None = Field(default=None, ge=0, le=MAX_SEED)
+    stop: Annotated[str | list[str] | None, Field(json_schema_extra=STOP_SCHEMA)] = None
     user: str | None = Field(default=None, max_length=256)
     tools: list[ToolDefinition] | None = Field(default=None, max_length=MAX_TOOLS)
     tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
-    parallel_tool_calls: bool | None = None
+    parallel_tool_calls: StrictBool | None = None
     functions: list[FunctionDefinition] | None = Field(
         default=None, max_length=MAX_TOOLS, description="The older form of tools."
     )
     function_call: Literal["none", "auto"] | FunctionName | None = None
     response_format: ResponseFormat | None = None
     # Known but unsupported: refused by name when they ask for more than the default.
-    n: int | None = None
-    logprobs: bool | None = None
-    top_logprobs: int | None = None
-    frequency_penalty: float | None = None
-    presence_penalty: float | None = None
-    logit_bias: dict[str, Any] | None = None
+    n: StrictInt | None = Field(default=None, **_only(1, None))
+    logprobs: StrictBool | None = Field(default=None, **_only(False, None))
+    top_logprobs: StrictInt | None = Field(default=None, **_only(None))
+    frequency_penalty: StrictFloat | None = Field(default=None, **_only(0, None))
+    presence_penalty: StrictFloat | None = Field(default=None, **_only(0, None))
+    logit_bias: dict[str, Any] | None = Field(default=None, json_schema_extra={"maxProperties": 0})
 
 
 class UsageInfo(BaseModel):

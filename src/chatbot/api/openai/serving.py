@@ -24,8 +24,6 @@ from chatbot.api.openai.protocol import (
     ChunkChoice,
     Delta,
     FunctionCallDelta,
-    ModelCard,
-    ModelList,
     ToolCall,
     ToolCallDelta,
     UsageInfo,
@@ -44,10 +42,6 @@ logger = logging.getLogger(__name__)
 
 ENDPOINT = "chat_completions"
 _ROLES = {"system": Role.SYSTEM, "developer": Role.SYSTEM, "user": Role.USER}
-
-
-def list_models(model: str, created: int) -> ModelList:
-    return ModelList(data=[ModelCard(id=model, created=created)])
 
 
 def check_supported(request: ChatCompletionRequest) -> None:

@@ -5,33 +5,36 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from chatbot.api.body import StrictJSONRoute
 from chatbot.api.deps import LimitsDep, ServerSettingsDep, ServiceDep
-from chatbot.api.openai.protocol import ErrorResponse
 from chatbot.api.streaming import serve_conversation_reply
-from chatbot.domain import Conversation, ExportFormat, GenerationParams
+from chatbot.domain import Conversation, ConversationSummary, ExportFormat, GenerationParams
 from chatbot.errors import InvalidRequestError
+from chatbot.service import cursor
 from chatbot.service.local import MAX_LIST_LIMIT  # the schema states the service's bound
+from chatbot.store.models import MAX_TITLE_CHARS
 
-ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorResponse} for status in (400, 401, 404, 409, 413, 429, 503)
-}
+# Text that must say something: the service refuses an empty or blank one.
+NOT_BLANK = r"\S"
 
 router = APIRouter(
     prefix="/v1/conversations",
     tags=["conversations"],
     route_class=StrictJSONRoute,
-    responses=ERRORS,
 )
 
 
 class ConversationCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    # Lengths are checked by the service (one rule for every path), not here.
-    title: str | None = None
+    # Checked by the service (one rule for every path); the schema only says so. The limits
+    # that are settings (CHATBOT_MAX_MESSAGE_CHARS) are written in by chatbot.api.openapi.
+    title: str | None = Field(
+        default=None,
+        json_schema_extra={"maxLength": MAX_TITLE_CHARS, "pattern": NOT_BLANK},
+    )
     system_prompt: str | None = None
     params: GenerationParams | None = None
 
@@ -43,14 +46,14 @@ class ConversationUpdate(ConversationCreate):
 class SendMessage(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    content: str
-    stream: bool = False
+    content: str = Field(json_schema_extra={"pattern": NOT_BLANK})
+    stream: StrictBool = False
 
 
 class Regenerate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    stream: bool = False
+    stream: StrictBool = False
 
 
 class ImportRequest(BaseModel):
@@ -62,7 +65,31 @@ class ImportRequest(BaseModel):
 
 class ConversationList(BaseModel):
     object: str = "list"
-    data: list[dict[str, Any]]
+    data: list[ConversationSummary]
+    has_more: bool = Field(description="More conversations follow this page.")
+    next_cursor: str | None = Field(
+        description="Pass as `after` for the next page; null on the last page."
+    )
+
+
+REPLY: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The stored assistant message, or with stream=true an SSE stream of "
+        "reply events (`data:` lines, ': ping' comments while waiting).",
+        "content": {"application/json": {}, "text/event-stream": {}},
+    }
+}
+EXPORT: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The conversation as a file, in the format asked for.",
+        "content": {
+            # format=json: the conversation; format=openai: its list of messages
+            "application/json": {"schema": {"type": ["object", "array"]}},
+            "text/csv": {"schema": {"type": "string"}},
+            "text/markdown": {"schema": {"type": "string"}},
+        },
+    }
+}
 
 
 def _json(conversation: Conversation) -> dict[str, Any]:
@@ -73,10 +100,24 @@ def _json(conversation: Conversation) -> dict[str, Any]:
 async def list_conversations(
     service: ServiceDep,
     limit: Annotated[int, Query(ge=1, le=MAX_LIST_LIMIT)] = 50,
-    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+    after: Annotated[
+        str | None,
+        Query(
+            max_length=cursor.MAX_CURSOR_CHARS,
+            pattern=cursor.PATTERN,
+            description="`next_cursor` of the previous page: pages that neither repeat nor "
+            "skip a row while conversations are added.",
+        ),
+    ] = None,
+    offset: Annotated[
+        int, Query(ge=0, le=10_000_000, description="Rows to skip (after the cursor, if any).")
+    ] = 0,
 ) -> ConversationList:
-    rows = await service.list_conversations(limit=limit, offset=offset)
-    return ConversationList(data=[row.model_dump(mode="json") for row in rows])
+    """Newest activity first."""
+    page = await service.page_conversations(limit=limit, after=after, offset=offset)
+    return ConversationList(
+        data=list(page.data), has_more=page.has_more, next_cursor=page.next_cursor
+    )
 
 
 @router.post("", status_code=201)
@@ -124,7 +165,7 @@ async def clear_conversation(conversation_id: str, service: ServiceDep) -> dict[
     return _json(await service.clear_conversation(conversation_id))
 
 
-@router.post("/{conversation_id}/messages")
+@router.post("/{conversation_id}/messages", responses=REPLY)
 async def send_message(
     conversation_id: str, body: SendMessage, service: ServiceDep, server: ServerSettingsDep
 ) -> Response:
@@ -134,7 +175,16 @@ async def send_message(
     )
 
 
-@router.get("/{conversation_id}/reply")
+@router.get(
+    "/{conversation_id}/reply",
+    responses={
+        200: {
+            "description": "The reply in progress as an SSE stream of reply events.",
+            "content": {"text/event-stream": {}},
+        },
+        204: {"description": "No reply is in progress."},
+    },
+)
 async def attach(conversation_id: str, service: ServiceDep, server: ServerSettingsDep) -> Response:
     events = await service.attach(conversation_id)
     if events is None:
@@ -147,7 +197,7 @@ async def stop(conversation_id: str, service: ServiceDep) -> dict[str, bool]:
     return {"stopped": await service.stop(conversation_id)}
 
 
-@router.post("/{conversation_id}/regenerate")
+@router.post("/{conversation_id}/regenerate", responses=REPLY)
 async def regenerate(
     conversation_id: str,
     service: ServiceDep,
@@ -160,7 +210,7 @@ async def regenerate(
     )
 
 
-@router.put("/{conversation_id}/messages/{message_id}")
+@router.put("/{conversation_id}/messages/{message_id}", responses=REPLY)
 async def edit_message(
     conversation_id: str,
     message_id: str,
@@ -174,7 +224,7 @@ async def edit_message(
     )
 
 
-@router.get("/{conversation_id}/export")
+@router.get("/{conversation_id}/export", response_class=Response, responses=EXPORT)
 async def export_conversation(
     conversation_id: str,
     service: ServiceDep,

@@ -1,4 +1,7 @@
-"""Probes: ``/healthz`` (the process answers) and ``/readyz`` (it can serve traffic now)."""
+"""Probes: ``/healthz`` (the process answers) and ``/readyz`` (it can serve traffic now).
+
+``/health`` is ``/healthz`` under the name OpenAI-compatible tools probe (guidellm, vLLM's own).
+"""
 
 from __future__ import annotations
 
@@ -11,17 +14,24 @@ from fastapi.responses import JSONResponse
 import chatbot
 from chatbot.api.deps import LimitsDep, ModelNameDep, RuntimeDep
 from chatbot.api.error_handlers import error_body
+from chatbot.api.openai.protocol import ErrorResponse
 from chatbot.service.params import ServiceLimits
 
 router = APIRouter(tags=["probes"])
 
 
 @router.get("/healthz")
+@router.get("/health")
 async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", responses={503: {"description": "loading, failed to start, or draining"}})
+@router.get(
+    "/readyz",
+    responses={
+        503: {"description": "loading, failed to start, or draining", "model": ErrorResponse}
+    },
+)
 async def readyz(runtime: RuntimeDep) -> JSONResponse:
     if runtime.drain.draining:
         return _not_ready("the server is shutting down", "draining")
