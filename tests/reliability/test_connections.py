@@ -169,10 +169,21 @@ def test_sigterm_answers_a_non_streamed_send_with_json_503(
         if len(messages) == 2 and messages[-1]["content"]:
             break
         time.sleep(0.1)
+    # A second request still arriving: its body comes slowly (within CHATBOT_BODY_TIMEOUT_S),
+    # so no route can answer it before the grace ends; the server must, in JSON.
+    pending = _connect(backend)
+    pending.sendall(
+        f"POST /v1/conversations/{cid}/messages HTTP/1.1\r\nHost: x\r\n".encode()
+        + b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"
+    )
+    time.sleep(0.5)  # its head is read: the app has the request
     signalled = time.monotonic()
     backend.process.send_signal(signal.SIGTERM)
     sender.join(60)
     answered_s = time.monotonic() - signalled
+    late, _ = _read_until_closed(pending)
+    pending.close()
+    late_s = time.monotonic() - signalled
     code = backend.process.wait(60)
     exit_s = time.monotonic() - signalled
     response = answer["response"]
@@ -182,8 +193,17 @@ def test_sigterm_answers_a_non_streamed_send_with_json_503(
     error = response.json()["error"]
     assert error["type"] == "service_unavailable" and error["code"] == "shutting_down"
     assert answered_s < exit_s and code == 0, backend.log()
+    head, _, body = late.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 503") and b"application/json" in head.lower(), late
+    assert b'"shutting_down"' in body, late
+    assert late_s < exit_s, (late_s, exit_s)
     client.close()
     record(
         "sigterm_non_streamed",
-        {"grace_s": grace_s, "answered_s": round(answered_s, 2), "exit_s": round(exit_s, 2)},
+        {
+            "grace_s": grace_s,
+            "answered_s": round(answered_s, 2),
+            "half_sent_answered_s": round(late_s, 2),
+            "exit_s": round(exit_s, 2),
+        },
     )
