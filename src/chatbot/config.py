@@ -203,6 +203,28 @@ class ServerSettings(BaseSettings):
     shutdown_grace_s: float = Field(
         default=20.0, ge=0, le=3600, description="Time streams get to finish on SIGTERM."
     )
+    keep_alive_timeout_s: int = Field(
+        default=5,
+        ge=1,
+        le=3600,
+        description="Close a kept-alive connection that sends no new request for this long.",
+    )
+    header_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=3600,
+        description=(
+            "Close a connection whose request line and headers have not all arrived this long "
+            "after it opened or after its last response (idle and slow-loris clients)."
+        ),
+    )
+    body_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        le=86_400,
+        description="Answer 408 and close when a request body has not fully arrived this long "
+        "after its headers.",
+    )
     cors_origins: list[str] = Field(
         default_factory=list, max_length=100, description="Allowed CORS origins (never '*')."
     )

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from chatbot.domain import (
     Conversation,
@@ -15,7 +19,13 @@ from chatbot.domain import (
     export,
     parse,
 )
-from chatbot.domain.formats import from_csv, to_csv
+from chatbot.domain.formats import (
+    FORMULA_STARTS,
+    from_csv,
+    neutralise_formula,
+    restore_formula,
+    to_csv,
+)
 from chatbot.errors import InvalidRequestError
 
 TRICKY = [
@@ -123,3 +133,55 @@ def test_format_from_filename() -> None:
     assert ExportFormat.from_filename("notes.md") is ExportFormat.MARKDOWN
     with pytest.raises(InvalidRequestError, match=r"\.csv"):
         ExportFormat.from_filename("a.txt")
+
+
+# Text made of the characters that matter to CSV and spreadsheets, plus any other.
+_CSV_TEXT = st.lists(
+    st.one_of(
+        st.sampled_from(["\r", "\n", "\r\n", '"', ",", "'", "=", "+", "-", "@", "\t", ";", " "]),
+        st.characters(blacklist_categories=("Cs",)),  # any valid character, NUL included
+    ),
+    max_size=40,
+).map("".join)
+
+
+@settings(max_examples=500, deadline=None, derandomize=True, database=None)
+@given(texts=st.lists(_CSV_TEXT, min_size=1, max_size=6))
+def test_csv_round_trip_is_exact_for_any_text(texts: list[str]) -> None:
+    messages = [
+        Message(role=Role.USER if i % 2 else Role.ASSISTANT, content=t) for i, t in enumerate(texts)
+    ]
+    written = to_csv(messages)
+    back = from_csv(written)
+    assert [(m.role, m.content) for m in back] == [(m.role, m.content) for m in messages]
+    cells = [row[1] for row in csv.reader(io.StringIO(written, newline=""))][1:]
+    assert not any(cell.startswith(FORMULA_STARTS) for cell in cells)
+
+
+@pytest.mark.parametrize(
+    ("text", "cell"),
+    [
+        ("=1+1", "'=1+1"),
+        ("+1", "'+1"),
+        ("-1", "'-1"),
+        ("@A1", "'@A1"),
+        ("\tx", "'\tx"),
+        ("\rx", "'\rx"),
+        ("'x", "''x"),
+        ("plain", "plain"),
+        ("a=b", "a=b"),
+    ],
+)
+def test_formula_cells_get_a_leading_quote(text: str, cell: str) -> None:
+    assert neutralise_formula(text) == cell
+    assert restore_formula(cell) == text
+
+
+def test_a_foreign_cell_with_a_plain_leading_quote_is_kept() -> None:
+    back = from_csv("is_user,text\nTrue,'tis so\n")
+    assert back[0].content == "'tis so"
+
+
+def test_csv_quotes_a_bare_cr_so_other_readers_keep_the_row() -> None:
+    written = to_csv([Message.user("a\rb")])
+    assert written == 'is_user,text\n"True","a\rb"\n'

@@ -270,3 +270,72 @@ def _stream_status(url: str) -> str:
             return str(response.status_code)
         text = response.read().decode()
     return "error event" if '"error"' in text and "[DONE]" not in text else f"200: {text[:200]}"
+
+
+def _stored_reply(client: httpx.Client, cid: str) -> dict[str, object]:
+    """The conversation's last message once the database answers again."""
+    deadline = time.monotonic() + 30
+    while True:
+        response = client.get(f"/v1/conversations/{cid}")
+        if response.status_code == 200 or time.monotonic() > deadline:
+            assert response.status_code == 200, response.text
+            last: dict[str, object] = response.json()["messages"][-1]
+            return last
+        time.sleep(0.2)
+
+
+def test_a_reply_answered_complete_is_stored_even_if_postgres_dies_right_after(
+    private_postgres: RestartablePostgres, start_backend: Callable[..., BackendProcess]
+) -> None:
+    """The server runs with synchronous_commit=off, where a commit returns before it is on disk.
+
+    PostgreSQL is killed (immediate stop) the moment the client has its 200 ``complete``, and
+    started again: the stored reply must be the same, complete. A reply whose end cannot be
+    stored (the database dies while it is written) is a 503 ``reply_not_saved``, never a 200.
+    """
+    backend = start_backend(CHATBOT_DATABASE_URL=private_postgres.url, CHATBOT_MAX_TOKENS_CAP="64")
+    client = httpx.Client(base_url=backend.url, timeout=60)
+    outcomes: list[str] = []
+    for round_number in range(4):
+        cid = client.post("/v1/conversations", json={"params": {"max_new_tokens": 6}}).json()["id"]
+        answer = client.post(
+            f"/v1/conversations/{cid}/messages", json={"content": f"Say hi {round_number}"}
+        )
+        private_postgres.halt()  # at once: the last commit may still be only in memory
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["status"] == "complete"
+        private_postgres.resume()
+        stored = _stored_reply(client, cid)
+        assert stored["status"] == "complete", stored
+        assert stored["content"] == answer.json()["content"]
+        outcomes.append("200 complete, stored complete")
+
+    # The database dies while the reply is being written: the client is told it was not saved.
+    cid = client.post("/v1/conversations", json={"params": {"max_new_tokens": 64}}).json()["id"]
+    result: dict[str, httpx.Response] = {}
+    sender = threading.Thread(
+        target=lambda: result.update(
+            response=client.post(
+                f"/v1/conversations/{cid}/messages",
+                json={"content": "Count down from 60 to 1, one number per line."},
+            )
+        )
+    )
+    sender.start()
+    while len(client.get(f"/v1/conversations/{cid}").json()["messages"]) < 2:
+        time.sleep(0.05)
+    private_postgres.halt()
+    sender.join(60)
+    private_postgres.resume()
+    response = result["response"]
+    stored = _stored_reply(client, cid)
+    if response.status_code == 200:  # the reply ended before the database went down
+        assert stored["status"] == "complete" and stored["content"] == response.json()["content"]
+        outcomes.append("200 complete, stored complete")
+    else:
+        assert response.status_code == 503, response.text
+        assert response.json()["error"]["code"] == "reply_not_saved", response.text
+        assert stored["status"] != "complete", stored
+        outcomes.append(f"503 reply_not_saved, stored {stored['status']}")
+    client.close()
+    record("postgres_reply_durability", {"rounds": outcomes})

@@ -403,3 +403,114 @@ def test_racing_replicas_one_wins(database_url: str) -> None:
     finally:
         for store in stores:
             store.close()
+
+
+def _in_thread(work: object) -> tuple[threading.Thread, list[object]]:
+    """Run ``work()`` in a thread; its result or exception lands in the list."""
+    outcome: list[object] = []
+
+    def run() -> None:
+        try:
+            outcome.append(work())  # type: ignore[operator]
+        except Exception as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, outcome
+
+
+@pytest.mark.postgres
+def test_send_racing_a_delete_is_not_found(postgres_database: str) -> None:
+    """A delete commits while a send is between reading the conversation and writing to it.
+
+    The delete's transaction holds the conversation's row; the send waits for it and then
+    finds nothing: NotFoundError (404), not a foreign-key failure read as "database down".
+    """
+    store = ConversationStore.open(postgres_database)
+    other = ConversationStore.open(postgres_database, owner_id="other")
+    try:
+        conversation_id = store.create_conversation().id
+        assert conversation_id is not None
+        with other._engine.connect() as connection:  # the delete, held open
+            transaction = connection.begin()
+            connection.execute(
+                text("SELECT id FROM conversations WHERE id = :id FOR UPDATE"),
+                {"id": conversation_id},
+            )
+            connection.execute(
+                text("DELETE FROM messages WHERE conversation_id = :id"), {"id": conversation_id}
+            )
+            connection.execute(
+                text("DELETE FROM conversations WHERE id = :id"), {"id": conversation_id}
+            )
+            thread, outcome = _in_thread(
+                lambda: store.begin_reply(conversation_id, user_content="hello")
+            )
+            time.sleep(0.5)  # the send is now waiting for the row
+            assert thread.is_alive() and not outcome
+            transaction.commit()
+        thread.join(30)
+        assert len(outcome) == 1 and isinstance(outcome[0], NotFoundError), outcome
+    finally:
+        store.close()
+        other.close()
+
+
+@pytest.mark.postgres
+def test_delete_waits_for_a_send_and_removes_its_messages(postgres_database: str) -> None:
+    store = ConversationStore.open(postgres_database)
+    try:
+        conversation_id = store.create_conversation().id
+        assert conversation_id is not None
+        for _ in range(5):
+            start = store.begin_reply(conversation_id, user_content="hi")
+            store.finish_reply(
+                start.placeholder, content="ok", status=MessageStatus.COMPLETE, stats=ReplyStats()
+            )
+        threads = [
+            _in_thread(lambda: store.begin_reply(conversation_id, user_content="again")),
+            _in_thread(lambda: store.delete_conversation(conversation_id)),
+        ]
+        for thread, _ in threads:
+            thread.join(30)
+        send, delete = (outcome[0] for _, outcome in threads)
+        assert delete is None, delete
+        assert isinstance(send, ReplyStart | NotFoundError), send
+        with pytest.raises(NotFoundError):
+            store.get_conversation(conversation_id)
+    finally:
+        store.close()
+
+
+def test_finishing_a_reply_of_a_deleted_conversation_is_not_found(
+    store: ConversationStore,
+) -> None:
+    conversation_id = store.create_conversation().id
+    assert conversation_id is not None
+    start = store.begin_reply(conversation_id, user_content="hi")
+    other = ConversationStore.open(
+        store._engine.url.render_as_string(hide_password=False), owner_id="other"
+    )
+    try:
+        other.delete_conversation(conversation_id)
+    finally:
+        other.close()
+    with pytest.raises(NotFoundError, match="not saved"):
+        store.finish_reply(
+            start.placeholder, content="ok", status=MessageStatus.COMPLETE, stats=ReplyStats()
+        )
+
+
+@pytest.mark.postgres
+def test_postgresql_commits_are_durable_whatever_the_server_default(
+    postgres_database: str,
+) -> None:
+    # The test cluster runs with synchronous_commit=off: an acknowledged commit could be lost
+    # by a crash, so a reply told "complete" might not be stored. The store turns it on.
+    store = ConversationStore.open(postgres_database)
+    try:
+        with store._engine.connect() as connection:
+            assert connection.execute(text("SHOW synchronous_commit")).scalar() == "on"
+    finally:
+        store.close()

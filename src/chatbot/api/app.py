@@ -79,7 +79,9 @@ def create_app(
     install_handlers(app)
     openapi.install(app, server, limits)
     # Added innermost first: the last one added is the outermost.
-    app.add_middleware(BodyLimitMiddleware, max_bytes=limits.max_body_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware, max_bytes=limits.max_body_bytes, timeout_s=server.body_timeout_s
+    )
     if server.api_key is not None:
         app.add_middleware(AuthMiddleware, api_key=server.api_key.get_secret_value())
     app.add_middleware(DrainMiddleware, runtime=runtime)

@@ -6,6 +6,7 @@ it uses (the reply runner, the service, the limits, the lifecycle).
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import threading
 import time
@@ -31,6 +32,8 @@ class Drain:
         self._aborted = threading.Event()
         self.started_at: float | None = None
         self.on_abort: list[Callable[[], None]] = []
+        self._waiters: set[Callable[[], None]] = set()
+        self._lock = threading.Lock()
 
     @property
     def draining(self) -> bool:
@@ -53,6 +56,27 @@ class Drain:
             self._aborted.set()
             for callback in self.on_abort:
                 callback()
+            with self._lock:
+                waiters = list(self._waiters)
+            for wake in waiters:
+                wake()
+
+    async def wait_aborted(self) -> None:
+        """Until :meth:`abort` is called (from any thread); at once if it already was."""
+        loop = asyncio.get_running_loop()
+        event = asyncio.Event()
+
+        def wake() -> None:
+            loop.call_soon_threadsafe(event.set)
+
+        with self._lock:
+            self._waiters.add(wake)
+        try:
+            if not self.aborted:
+                await event.wait()
+        finally:
+            with self._lock:
+                self._waiters.discard(wake)
 
 
 @dataclass

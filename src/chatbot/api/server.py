@@ -16,6 +16,7 @@ from types import FrameType
 import uvicorn
 
 from chatbot.api.app import create_app
+from chatbot.api.connections import head_timeout_protocol, install_access_log_redaction
 from chatbot.api.runtime import Runtime
 from chatbot.config import EngineSettings, LimitSettings, ServerSettings, StoreSettings
 
@@ -86,7 +87,10 @@ def run_server(
         timeout_graceful_shutdown=max(1, int(_ABORT_WAIT_S) + 1),
         proxy_headers=False,
         server_header=False,
+        http=head_timeout_protocol(server.header_timeout_s),
+        timeout_keep_alive=server.keep_alive_timeout_s,
     )
+    install_access_log_redaction()
     runner = DrainingServer(config, app.state.runtime)
     runner.run()
     return runner.exit_code

@@ -1,4 +1,13 @@
-"""Export and import of conversations: CSV (the seed's ``is_user,text``), JSON, Markdown, OpenAI."""
+"""Export and import of conversations: CSV (the seed's ``is_user,text``), JSON, Markdown, OpenAI.
+
+CSV is opened by spreadsheets, so a cell that a spreadsheet would run as a formula is
+neutralised on export as OWASP advises ("CSV injection"): a text cell that starts with ``=``,
+``+``, ``-``, ``@``, a tab or a carriage return gets a single quote ``'`` in front. So that our
+own import gives back the original exactly, the quote is also the marker of the scheme: a text
+that itself starts with ``'`` gets a second one, and import removes one leading ``'`` from any
+cell whose next character is one of those or ``'``. A cell of another program that starts with
+a plain ``'`` followed by anything else is left as it is.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +19,14 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from chatbot.domain.jsontext import parse_json
 from chatbot.domain.messages import Conversation, GenerationParams, Message, MessageStatus, Role
 from chatbot.errors import InvalidRequestError
 
 CSV_COLUMNS = ("is_user", "text")
+# Characters that make a spreadsheet read a cell as a formula (OWASP's list), and the escape.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+CSV_ESCAPE = "'"
 _TRUE = {"true", "1", "yes"}
 _FALSE = {"false", "0", "no"}
 
@@ -64,19 +77,41 @@ def export(conversation: Conversation, fmt: ExportFormat) -> str:
         case ExportFormat.MARKDOWN:
             return to_markdown(conversation)
         case ExportFormat.OPENAI:
-            return json.dumps(to_openai(conversation), ensure_ascii=False, indent=2)
+            return _dumps(to_openai(conversation))
 
 
 def to_csv(messages: tuple[Message, ...] | list[Message]) -> str:
-    """The seed's download: one row per user or assistant message, oldest first."""
-    buffer = io.StringIO()
+    """The seed's download: one row per user or assistant message, oldest first.
+
+    Rows end with ``\\n`` like the seed's pandas download. Python's writer quotes a field
+    with ``\\n`` but not one with a bare ``\\r``, which readers then take for a line end;
+    such rows are written fully quoted, so every character comes back.
+    """
+    buffer = io.StringIO(newline="")
     writer = csv.writer(buffer, lineterminator="\n")
+    quoting_writer = csv.writer(buffer, lineterminator="\n", quoting=csv.QUOTE_ALL)
     writer.writerow(CSV_COLUMNS)
     for message in messages:
         if message.role is Role.SYSTEM:
             continue
-        writer.writerow([str(message.role is Role.USER), message.content])
+        text = neutralise_formula(message.content)
+        row = [str(message.role is Role.USER), text]
+        (quoting_writer if "\r" in text else writer).writerow(row)
     return buffer.getvalue()
+
+
+def neutralise_formula(text: str) -> str:
+    """``=1+1`` -> ``'=1+1``; ``'x`` -> ``''x`` (so :func:`restore_formula` is exact)."""
+    if text.startswith((*FORMULA_STARTS, CSV_ESCAPE)):
+        return CSV_ESCAPE + text
+    return text
+
+
+def restore_formula(cell: str) -> str:
+    """The inverse of :func:`neutralise_formula` on cells it wrote; others are unchanged."""
+    if cell.startswith(CSV_ESCAPE) and cell[1:].startswith((*FORMULA_STARTS, CSV_ESCAPE)):
+        return cell[1:]
+    return cell
 
 
 def to_json(conversation: Conversation) -> str:
@@ -89,6 +124,10 @@ def to_json(conversation: Conversation) -> str:
             for m in conversation.messages
         ],
     }
+    return _dumps(payload)
+
+
+def _dumps(payload: Any) -> str:
     return json.dumps(payload, ensure_ascii=False, indent=2)
 
 
@@ -121,7 +160,21 @@ def parse(text: str, fmt: ExportFormat) -> Conversation:
 
 
 def from_csv(text: str) -> list[Message]:
-    reader = csv.reader(io.StringIO(text.lstrip("\ufeff")))
+    """Rows of ``is_user,text``; any malformed CSV (a field past the csv module's size limit,
+    a bare line break outside quotes, a NUL) is an InvalidRequestError naming the row."""
+    reader = csv.reader(io.StringIO(text.lstrip("\ufeff"), newline=""))
+    try:
+        return _csv_messages(reader)
+    except csv.Error as exc:
+        raise InvalidRequestError(
+            f"CSV row {reader.line_num} cannot be read: {exc} (fields may hold at most "
+            f"{csv.field_size_limit()} characters; quote fields that contain line breaks)",
+            param="file",
+            code="invalid_csv",
+        ) from None
+
+
+def _csv_messages(reader: Any) -> list[Message]:
     header = next(reader, None)
     if header is None or tuple(h.strip() for h in header) != CSV_COLUMNS:
         raise InvalidRequestError(
@@ -142,15 +195,12 @@ def from_csv(text: str) -> list[Message]:
                 param="file",
             )
         role = Role.USER if flag in _TRUE else Role.ASSISTANT
-        messages.append(Message(role=role, content=row[1]))
+        messages.append(Message(role=role, content=restore_formula(row[1])))
     return messages
 
 
 def from_json(text: str) -> Conversation:
-    try:
-        data: Any = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InvalidRequestError(f"not valid JSON: {exc}", param="file") from None
+    data: Any = parse_json(text, what="the file", param="file")
     raw_messages = (
         data if isinstance(data, list) else data.get("messages") if isinstance(data, dict) else None
     )

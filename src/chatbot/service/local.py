@@ -37,6 +37,7 @@ from chatbot.domain import (
     export,
     parse,
 )
+from chatbot.domain.jsontext import encodable
 from chatbot.engine.base import Engine
 from chatbot.errors import (
     ChatbotError,
@@ -52,6 +53,7 @@ from chatbot.service.params import ServiceLimits, resolve_params, stored_params
 from chatbot.service.runner import Reply, ReplyEnd, ReplyLimits, ReplyRunner, StopReason
 from chatbot.store import ConversationStore, ReplyStart
 from chatbot.store.models import MAX_TITLE_CHARS
+from chatbot.store.repository import DEFAULT_TITLE
 
 logger = logging.getLogger(__name__)
 
@@ -98,9 +100,14 @@ class _StoreSink:
                     if self.live is not None:
                         self.live.final = final
                     return
-                except UnavailableError:
+                except UnavailableError as exc:
                     if attempt == FINISH_RETRIES - 1:
-                        raise
+                        raise UnavailableError(
+                            "the reply was written but could not be saved (the database is "
+                            "unavailable); it is not in the conversation: send the message "
+                            "again later",
+                            code="reply_not_saved",
+                        ) from exc
                     logger.warning("could not store the end of a reply (attempt %d)", attempt + 1)
                     await asyncio.sleep(0.5 * (attempt + 1))
         finally:
@@ -338,25 +345,36 @@ class ChatService:
         return export(conversation, fmt)
 
     async def import_conversation(self, text: str, fmt: ExportFormat) -> Conversation:
-        """A new conversation from an exported file (CSV, JSON or OpenAI messages)."""
+        """A new conversation from an exported file (CSV, JSON or OpenAI messages).
+
+        The file is held to the rules of the live routes (message count and size, title,
+        system prompt, reply length, valid Unicode), so an import stores nothing that a
+        client could not have sent.
+        """
         parsed = parse(text, fmt)
         if len(parsed.messages) > self._limits.max_messages:
             raise InvalidRequestError(
                 f"the file has {len(parsed.messages)} messages; the limit is "
-                f"{self._limits.max_messages}",
+                f"{self._limits.max_messages} (CHATBOT_MAX_MESSAGES)",
                 param="content",
             )
         for number, message in enumerate(parsed.messages, start=1):
             if len(message.content) > self._limits.max_message_chars:
                 raise InvalidRequestError(
                     f"message {number} has {len(message.content)} characters; the limit is "
-                    f"{self._limits.max_message_chars}",
+                    f"{self._limits.max_message_chars} (CHATBOT_MAX_MESSAGE_CHARS)",
                     param="content",
+                    code="message_too_long",
                 )
-        if parsed.title.strip() == "" or len(parsed.title) > MAX_TITLE_CHARS:
-            parsed = parsed.model_copy(update={"title": parsed.title.strip()[:MAX_TITLE_CHARS]})
+            _check_unicode(message.content, f"message {number}")
+        title = None if parsed.title == DEFAULT_TITLE else self._valid_title(parsed.title)
+        _check_unicode(title or "", "the title")
+        _check_unicode(parsed.system_prompt or "", "the system prompt")
+        for stop in parsed.params.stop:
+            _check_unicode(stop, "a stop sequence")
         conversation = parsed.model_copy(
             update={
+                "title": title or DEFAULT_TITLE,
                 "system_prompt": self._valid_system_prompt(parsed.system_prompt),
                 "params": resolve_params(
                     parsed.params, self._limits, param="params.max_new_tokens"
@@ -543,6 +561,16 @@ class ChatService:
                 param="system_prompt",
             )
         return system_prompt
+
+
+def _check_unicode(text: str, where: str) -> None:
+    if not encodable(text):
+        raise InvalidRequestError(
+            f"{where} in the file contains a lone UTF-16 surrogate (\\ud800-\\udfff), which is "
+            "not a valid Unicode character",
+            param="content",
+            code="invalid_unicode",
+        )
 
 
 def end_event(conversation_id: str, final: Message, error: ChatbotError | None) -> ReplyEvent:

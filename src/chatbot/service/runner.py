@@ -98,6 +98,8 @@ class Reply:
         self._sink = sink
         self._pieces: list[str] = []
         self._started = False
+        # Set once the text is final: a stop then would cancel the storing of the end.
+        self._ending = False
         self.end: ReplyEnd | None = None
         self._changed = asyncio.Condition()
         self._accepted = asyncio.Event()
@@ -120,7 +122,7 @@ class Reply:
 
     def stop(self, reason: StopReason = StopReason.STOP) -> None:
         """End the reply early; the engine stops within one step. Idempotent."""
-        if self.end is None and self._stop_reason is None:
+        if self.end is None and self._stop_reason is None and not self._ending:
             self._stop_reason = reason
             if self._started:  # a task cancelled before its first step would skip its ending
                 self._task.cancel()
@@ -241,6 +243,7 @@ class Reply:
             error = GenerationError("the model failed while generating", code="generation_error")
         finally:
             self._ticket.release()
+        self._ending = True
         await self._finish(last, first_at, error)
 
     def _generate(self) -> AsyncGenerator[Chunk, None]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.pool import ConnectionPoolEntry
 
@@ -29,18 +29,36 @@ def open_engine(url: str) -> Engine:
     if backend == "postgresql":
         if parsed.get_driver_name() not in ("psycopg", "psycopg2"):
             parsed = parsed.set(drivername="postgresql+psycopg")
-        return create_engine(
-            parsed,
-            pool_pre_ping=True,
-            hide_parameters=True,  # message text never reaches logs through SQL errors
-            pool_size=10,
-            max_overflow=20,
-            connect_args={"connect_timeout": CONNECT_TIMEOUT_S},
-        )
+        return _postgres_engine(parsed)
     raise ConfigurationError(
         f"CHATBOT_DATABASE_URL: unsupported database {backend!r}; use sqlite:/// or "
         "postgresql+psycopg://"
     )
+
+
+def _postgres_engine(url: URL) -> Engine:
+    engine = create_engine(
+        url,
+        pool_pre_ping=True,
+        hide_parameters=True,  # message text never reaches logs through SQL errors
+        pool_size=10,
+        max_overflow=20,
+        connect_args={"connect_timeout": CONNECT_TIMEOUT_S},
+    )
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+        # A reply is answered ``complete`` only once it is stored: a commit must be durable
+        # when it returns, even on a server configured with synchronous_commit=off (there,
+        # a crash right after the commit would lose it while the client was told it is kept).
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("SET synchronous_commit TO on")
+        finally:
+            cursor.close()
+        dbapi_connection.commit()
+
+    return engine
 
 
 def _sqlite_engine(url: str) -> Engine:

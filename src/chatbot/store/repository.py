@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import Engine, and_, delete, func, or_, select, text, update
 from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
 
 from chatbot.domain import (
     Conversation,
@@ -209,7 +210,7 @@ class ConversationStore:
     ) -> Conversation:
         """None leaves a field as it is; an empty system prompt clears it."""
         with self._session(write=True) as session:
-            row = _get(session, conversation_id)
+            row = _get(session, conversation_id, lock=True)
             if title is not None:
                 row.title, row.title_custom = title, True
             if system_prompt is not None:
@@ -221,13 +222,13 @@ class ConversationStore:
 
     def delete_conversation(self, conversation_id: str) -> None:
         with self._session(write=True) as session:
-            row = _get(session, conversation_id)
+            row = _get(session, conversation_id, lock=True)
             session.execute(delete(MessageRow).where(MessageRow.conversation_id == row.id))
             session.delete(row)
 
     def clear_conversation(self, conversation_id: str) -> Conversation:
         with self._session(write=True) as session:
-            row = _get(session, conversation_id)
+            row = _get(session, conversation_id, lock=True)
             session.execute(delete(MessageRow).where(MessageRow.conversation_id == row.id))
             if not row.title_custom:
                 row.title = DEFAULT_TITLE
@@ -289,7 +290,7 @@ class ConversationStore:
         reply is streaming in this conversation, on any replica.
         """
         with self._session(write=True) as session:
-            row = _get(session, conversation_id)
+            row = _get(session, conversation_id, lock=True)
             self._ensure_idle(session, conversation_id)
             now = utc_now()
             rows = list(_message_rows(session, conversation_id))
@@ -325,7 +326,9 @@ class ConversationStore:
             row.updated_at = now
             try:
                 session.flush()
-            except IntegrityError:
+            except IntegrityError as exc:
+                if _is_foreign_key_violation(exc):
+                    raise _deleted(conversation_id) from None
                 raise ConflictError(
                     "another reply is already being written in this conversation",
                     param="conversation_id",
@@ -366,10 +369,19 @@ class ConversationStore:
         assert placeholder.id is not None
         now = utc_now()
         with self._session(write=True) as session:
-            row = session.get(MessageRow, placeholder.id)
-            if row is None:  # the conversation was cleared or deleted meanwhile
-                return placeholder.model_copy(
-                    update={"content": content, "status": status, "stats": stats}
+            # Lock order as everywhere: the conversation, then its messages (no deadlock with
+            # a delete that runs at the same time).
+            found = session.get(MessageRow, placeholder.id)
+            if found is not None:
+                session.get(ConversationRow, found.conversation_id, with_for_update=True)
+            row = session.get(
+                MessageRow, placeholder.id, with_for_update=True, populate_existing=True
+            )
+            if row is None:  # the conversation was deleted meanwhile (by another replica)
+                raise NotFoundError(
+                    "the conversation was deleted while the reply was written; the reply was "
+                    "not saved",
+                    param="conversation_id",
                 )
             row.content, row.status = content, status.value
             row.stats = stats.model_dump(mode="json")
@@ -412,7 +424,7 @@ class ConversationStore:
     def request_stop(self, conversation_id: str) -> bool:
         """Ask the replica that writes the live reply here to stop it; False when none runs."""
         with self._session(write=True) as session:
-            _get(session, conversation_id)
+            _get(session, conversation_id, lock=True)
             row = session.scalars(_streaming_in(conversation_id)).first()
             if row is None:
                 return False
@@ -479,6 +491,17 @@ def _database_errors(what: str) -> Iterator[None]:
         yield
     except ChatbotError:
         raise
+    except StaleDataError:
+        # A row changed by this transaction was deleted by another one meanwhile.
+        raise NotFoundError(
+            "the conversation was deleted while this request ran", param="conversation_id"
+        ) from None
+    except IntegrityError as exc:
+        if not _is_foreign_key_violation(exc):
+            raise _unavailable(what, exc) from exc
+        raise NotFoundError(
+            "the conversation was deleted while this request ran", param="conversation_id"
+        ) from None
     except DataError as exc:
         # The request's own data (e.g. a NUL in text on PostgreSQL): retrying cannot help.
         logger.warning("database %s refused a value: %s", what, type(exc.orig).__name__)
@@ -488,15 +511,38 @@ def _database_errors(what: str) -> Iterator[None]:
             code="invalid_data",
         ) from exc
     except SQLAlchemyError as exc:
-        logger.warning("database %s failed: %s", what, exc)
-        raise UnavailableError(
-            f"the database is unavailable ({type(exc).__name__}); try again shortly",
-            code="database_unavailable",
-        ) from exc
+        raise _unavailable(what, exc) from exc
 
 
-def _get(session: Session, conversation_id: str) -> ConversationRow:
-    row = session.get(ConversationRow, conversation_id)
+def _unavailable(what: str, exc: SQLAlchemyError) -> UnavailableError:
+    logger.warning("database %s failed: %s", what, exc)
+    return UnavailableError(
+        f"the database is unavailable ({type(exc).__name__}); try again shortly",
+        code="database_unavailable",
+    )
+
+
+def _is_foreign_key_violation(exc: IntegrityError) -> bool:
+    """PostgreSQL's SQLSTATE 23503: a row refers to a conversation that is gone."""
+    return getattr(exc.orig, "sqlstate", None) == "23503"
+
+
+def _deleted(conversation_id: str) -> NotFoundError:
+    return NotFoundError(
+        f"no conversation with id {conversation_id!r} (it was deleted while this request ran)",
+        param="conversation_id",
+    )
+
+
+def _get(session: Session, conversation_id: str, *, lock: bool = False) -> ConversationRow:
+    """The conversation's row; ``lock`` holds it (``FOR UPDATE``) until the transaction ends.
+
+    Every write that adds, changes or deletes a conversation's messages locks its row first,
+    so on PostgreSQL a delete and a send that start together run one after the other: the
+    send that comes second finds no conversation (404) instead of failing on a foreign key
+    or a vanished row. SQLite's writers are serialised anyway (``BEGIN IMMEDIATE``).
+    """
+    row = session.get(ConversationRow, conversation_id, with_for_update=lock)
     if row is None:
         raise NotFoundError(f"no conversation with id {conversation_id!r}", param="conversation_id")
     return row
