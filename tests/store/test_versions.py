@@ -56,7 +56,9 @@ def test_tree_paths_and_siblings() -> None:
     assert [r.id for r in tree.selected_path("gone")] == ["u1e", "b1"]
     assert tree.sibling_ids(tree.by_id["a2"]) == ("a1", "a2")
     assert tree.sibling_ids(tree.by_id["u1"]) == ("u1", "u1e")
-    assert tree.newest_leaf_under(tree.by_id["u1"]).id == "a2"
+    assert tree.last_seen_leaf_under(tree.by_id["u1"]).id == "a2"  # never seen: the newest
+    tree.by_id["a1"].selected_at = datetime(2026, 1, 1, tzinfo=UTC)
+    assert tree.last_seen_leaf_under(tree.by_id["u1"]).id == "a1"  # the one last on screen
     assert tree.next_position() == 5
     assert MessageTree([]).selected_path(None) == [] and MessageTree([]).next_position() == 0
 
@@ -116,6 +118,19 @@ def test_edit_starts_a_branch_and_the_old_one_comes_back(store: ConversationStor
     assert store.select_message(cid, back.messages[2].id or "").messages == back.messages
     store.update_conversation(cid, title="Mine")
     assert store.select_message(cid, start.user_message.id or "").title == "Mine"  # type: ignore[union-attr]
+
+
+def test_switching_back_returns_to_the_version_last_seen(store: ConversationStore) -> None:
+    cid = _new(store)
+    _answer(store, cid, "one", user_content="hi")
+    _answer(store, cid, "two", regenerate=True)
+    _answer(store, cid, "three", regenerate=True)
+    user, reply = store.get_conversation(cid).messages
+    store.select_message(cid, reply.sibling_ids[1])  # "two" on screen
+    _answer(store, cid, "edited reply", user_content="hello", edit_message_id=user.id or "")
+    back = store.select_message(cid, user.id or "")
+    assert _texts(back.messages) == ["hi", "two"]  # not the newest ("three")
+    assert (back.messages[1].version, back.messages[1].versions) == (2, 3)
 
 
 def test_select_refusals(store: ConversationStore) -> None:

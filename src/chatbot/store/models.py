@@ -82,6 +82,9 @@ class MessageRow(Base):
     # The message this one answers or follows; None for a first message. Siblings (same
     # parent) are versions of one another: a regenerated reply, an edited user message.
     parent_id: Mapped[str | None] = mapped_column(String(ID_CHARS))
+    # When this message was last put on the branch on screen (created or selected): switching
+    # to a version goes back down the branch that was last seen below it.
+    selected_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     role: Mapped[str] = mapped_column(String(16))
     content: Mapped[str] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(16))

@@ -191,7 +191,7 @@ class ConversationStore:
             return _conversation(row, _tree(session, conversation_id))
 
     def select_message(self, conversation_id: str, message_id: str) -> Conversation:
-        """Show the branch through ``message_id`` (a version): down to its newest reply.
+        """Show the branch through ``message_id`` (a version), down the way last seen there.
 
         A message already on the selected branch changes nothing. ConflictError while a reply
         is being written here (on any replica): the branch it extends must stay on screen.
@@ -206,9 +206,13 @@ class ConversationStore:
                     f"no message with id {message_id!r} in this conversation", param="message_id"
                 )
             if target not in tree.selected_path(row.current_message_id):
-                row.current_message_id = tree.newest_leaf_under(target).id
+                branch = tree.path(tree.last_seen_leaf_under(target).id)
+                row.current_message_id = branch[-1].id
+                now = utc_now()
+                for message in branch:
+                    message.selected_at = now
                 if not row.title_custom:
-                    row.title = _auto_title(tree.selected_path(row.current_message_id))
+                    row.title = _auto_title(branch)
             return _conversation(row, tree)
 
     def update_conversation(
@@ -581,6 +585,7 @@ def _new_message(
         content=content,
         status=MessageStatus.COMPLETE.value,
         created_at=now,
+        selected_at=now,  # a new message is on the branch on screen
         stop_requested=False,
     )
 

@@ -10,6 +10,7 @@ SQLite and PostgreSQL and are tested without a database.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import UTC, datetime
 
 from chatbot.store.models import MessageRow
 
@@ -53,11 +54,22 @@ class MessageTree:
         leaf = self.leaf(current_id)
         return self.path(leaf.id if leaf is not None else None)
 
-    def newest_leaf_under(self, row: MessageRow) -> MessageRow:
-        """Follow the newest child down to a leaf: the branch a version switch shows."""
+    def last_seen_leaf_under(self, row: MessageRow) -> MessageRow:
+        """The branch a version switch shows: down through the child last on screen.
+
+        Rows stamped ``selected_at`` win over rows never stamped (migrated ones); the newest
+        breaks ties.
+        """
         while children := self.children(row.id):
-            row = children[-1]
+            row = max(children, key=_last_seen)
         return row
 
     def next_position(self) -> int:
         return self.rows[-1].position + 1 if self.rows else 0
+
+
+_NEVER = datetime.min.replace(tzinfo=UTC)
+
+
+def _last_seen(row: MessageRow) -> tuple[datetime, int]:
+    return (row.selected_at or _NEVER, row.position)

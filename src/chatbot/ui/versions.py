@@ -38,7 +38,7 @@ def render(message: Message, select: Select | None) -> None:
         return
     previous, following = neighbours(message)
     _arrow("‹", PREVIOUS_KEY.format(message.id), "Previous version", previous, select)
-    st.caption(label(message))
+    st.caption(label(message), width="content")
     _arrow("›", NEXT_KEY.format(message.id), "Next version", following, select)
 
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from chatbot.store.models import UTCDateTime
+
 revision = "0002"
 down_revision = "0001"
 branch_labels = None
@@ -35,6 +37,7 @@ UPDATE conversations SET current_message_id = (
 
 def upgrade() -> None:
     op.add_column("messages", sa.Column("parent_id", sa.String(36), nullable=True))
+    op.add_column("messages", sa.Column("selected_at", UTCDateTime, nullable=True))
     op.create_index("ix_messages_parent_id", "messages", ["parent_id"])
     op.add_column("conversations", sa.Column("current_message_id", sa.String(36), nullable=True))
     op.execute(_PARENT_IS_PREVIOUS)
@@ -54,4 +57,5 @@ def downgrade() -> None:
         bind.execute(sa.text("DELETE FROM messages WHERE id = :id"), {"id": message_id})
     op.drop_column("conversations", "current_message_id")
     op.drop_index("ix_messages_parent_id", table_name="messages")
+    op.drop_column("messages", "selected_at")
     op.drop_column("messages", "parent_id")
