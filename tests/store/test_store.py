@@ -182,7 +182,9 @@ def test_regenerate_and_edit(store: ConversationStore) -> None:
     edited = store.begin_reply(
         conversation_id, user_content="first, edited", edit_message_id=first.user_message.id
     )
-    assert edited.user_message is not None and edited.user_message.id == first.user_message.id
+    # The edit is a new version of the first message; the original stays as version 1.
+    assert edited.user_message is not None and edited.user_message.id != first.user_message.id
+    assert edited.user_message.sibling_ids == (first.user_message.id, edited.user_message.id)
     assert [m.content for m in edited.conversation.messages] == ["first, edited"]
     messages = store.get_conversation(conversation_id).messages
     assert [(m.content, m.status) for m in messages] == [

@@ -5,7 +5,15 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictFloat,
+    StrictInt,
+    computed_field,
+    field_validator,
+)
 
 MAX_STOP_SEQUENCES = 4
 # The largest integer every JSON reader keeps exactly (JavaScript's Number.MAX_SAFE_INTEGER):
@@ -72,7 +80,12 @@ class ReplyStats(BaseModel):
 
 
 class Message(BaseModel):
-    """One turn. ``id`` and timestamps are set by the store; plain messages leave them empty."""
+    """One turn. ``id`` and timestamps are set by the store; plain messages leave them empty.
+
+    Stored messages form a tree: ``parent_id`` is the message this one follows, and
+    ``sibling_ids`` are every version at this place (a regenerated reply, an edited user
+    message), oldest first, this one included. ``version`` and ``versions`` say "2 of 3".
+    """
 
     model_config = ConfigDict(frozen=True)
 
@@ -82,6 +95,21 @@ class Message(BaseModel):
     id: str | None = None
     created_at: datetime | None = None
     stats: ReplyStats | None = None
+    parent_id: str | None = None
+    sibling_ids: tuple[str, ...] = ()
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def version(self) -> int:
+        """1-based place of this message among its versions."""
+        if self.id is None or self.id not in self.sibling_ids:
+            return 1
+        return self.sibling_ids.index(self.id) + 1
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def versions(self) -> int:
+        return max(len(self.sibling_ids), 1)
 
     @classmethod
     def user(cls, content: str) -> Message:

@@ -217,6 +217,10 @@ class HttpChatService:
         path = _path(conversation_id, "messages", message_id)
         return self._stream("PUT", path, conversation_id, {"content": content, "stream": True})
 
+    def select_version(self, conversation_id: str, message_id: str) -> Conversation:
+        path = _path(conversation_id, "messages", message_id, "select")
+        return Conversation.model_validate(self._json("POST", path))
+
     # -- files -------------------------------------------------------------------------
     def export_conversation(self, conversation_id: str, fmt: ExportFormat) -> str:
         response = self._request(

@@ -297,7 +297,7 @@ class ChatService:
         )
 
     async def regenerate(self, conversation_id: str) -> AsyncIterator[ReplyEvent]:
-        """Delete the last assistant reply and answer the last user message again."""
+        """Answer the last user message again; the earlier reply stays as another version."""
         return await self._start_reply(
             conversation_id, lambda: self._store.begin_reply(conversation_id, regenerate=True)
         )
@@ -305,7 +305,7 @@ class ChatService:
     async def edit_message(
         self, conversation_id: str, message_id: str, content: str
     ) -> AsyncIterator[ReplyEvent]:
-        """Replace an earlier user message and answer again; every later message goes."""
+        """Answer a new version of an earlier user message; the old branch stays selectable."""
         text = self._valid_content(content)
         return await self._start_reply(
             conversation_id,
@@ -327,6 +327,19 @@ class ChatService:
         if message is None:
             return None
         return self._follow_stored(conversation_id, message)
+
+    async def select_version(self, conversation_id: str, message_id: str) -> Conversation:
+        """Show the branch through ``message_id`` (one of a message's versions).
+
+        ConflictError while a reply runs in this conversation.
+        """
+        if conversation_id in self._replies:
+            raise ConflictError(
+                "a reply is being written in this conversation; wait or stop it first",
+                param="conversation_id",
+                code="reply_in_progress",
+            )
+        return await self._db(lambda: self._store.select_message(conversation_id, message_id))
 
     async def stop(self, conversation_id: str) -> bool:
         """Stop the reply in progress; False when there was none.

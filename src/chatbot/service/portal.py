@@ -156,6 +156,9 @@ class PortalChatService:
         events = self._call(lambda: self.service.edit_message(conversation_id, message_id, content))
         return self._iterate(events)
 
+    def select_version(self, conversation_id: str, message_id: str) -> Conversation:
+        return self._call(lambda: self.service.select_version(conversation_id, message_id))
+
     def attach(self, conversation_id: str) -> Iterator[ReplyEvent]:
         events = self._call(lambda: self.service.attach(conversation_id))
         return iter(()) if events is None else self._iterate(events)

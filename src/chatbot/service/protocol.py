@@ -86,12 +86,18 @@ class ChatServiceProtocol(Protocol):
         """Stop the reply in progress (the model stops); False when there was none."""
 
     def regenerate(self, conversation_id: str) -> Iterator[ReplyEvent]:
-        """Replace the last assistant reply with a new one."""
+        """Answer the last user message again; the earlier reply stays as another version."""
 
     def edit_message(
         self, conversation_id: str, message_id: str, content: str
     ) -> Iterator[ReplyEvent]:
-        """Replace an earlier user message, delete every later message, and answer again."""
+        """Answer a new version of an earlier user message; the old branch stays selectable."""
+
+    def select_version(self, conversation_id: str, message_id: str) -> Conversation:
+        """Show the branch through ``message_id`` (one of a message's ``sibling_ids``).
+
+        Returns the conversation as it now reads. ConflictError while a reply runs.
+        """
 
     # -- files -------------------------------------------------------------------------
     def export_conversation(self, conversation_id: str, fmt: ExportFormat) -> str: ...

@@ -1,4 +1,4 @@
-"""The schema: one row per conversation, one row per message.
+"""The schema: one row per conversation, one row per message; messages form a tree.
 
 Migrations in ``migrations/versions`` create exactly this; a test compares the two.
 """
@@ -62,6 +62,9 @@ class ConversationRow(Base):
     params: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # The last message of the branch on screen (see chatbot.store.tree). No foreign key: the
+    # two tables would point at each other, and the store is the one writer of both.
+    current_message_id: Mapped[str | None] = mapped_column(String(ID_CHARS))
 
     # The list page: newest activity first, id breaks ties so pages are stable.
     __table_args__ = (Index("ix_conversations_updated_at_id", "updated_at", "id"),)
@@ -74,7 +77,14 @@ class MessageRow(Base):
     conversation_id: Mapped[str] = mapped_column(
         String(ID_CHARS), ForeignKey("conversations.id", ondelete="CASCADE")
     )
+    # Creation order in the conversation (every branch); a parent always comes first.
     position: Mapped[int] = mapped_column(Integer)
+    # The message this one answers or follows; None for a first message. Siblings (same
+    # parent) are versions of one another: a regenerated reply, an edited user message.
+    parent_id: Mapped[str | None] = mapped_column(String(ID_CHARS))
+    # When this message was last put on the branch on screen (created or selected): switching
+    # to a version goes back down the branch that was last seen below it.
+    selected_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     role: Mapped[str] = mapped_column(String(16))
     content: Mapped[str] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(16))
@@ -89,6 +99,8 @@ class MessageRow(Base):
     __table_args__ = (
         # Loading a conversation in order, and counting its messages.
         UniqueConstraint("conversation_id", "position", name="uq_messages_conversation_position"),
+        # The versions of a message: its siblings, found by their parent.
+        Index("ix_messages_parent_id", "parent_id"),
         # At most one reply in progress per conversation, on every replica: the database
         # itself turns a racing second reply into a conflict.
         Index(

@@ -1,5 +1,8 @@
 """ConversationStore: every read and write of conversations and messages, and nothing else.
 
+Messages form a tree (:mod:`chatbot.store.tree`): Regenerate and Edit add versions instead of
+replacing, and a conversation read from here holds its selected branch only.
+
 It speaks domain objects (:mod:`chatbot.domain`) in and out, and raises only
 :mod:`chatbot.errors` exceptions: a database that is down or failing becomes
 :class:`~chatbot.errors.UnavailableError`, never a raw SQLAlchemy error.
@@ -13,6 +16,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from itertools import pairwise
 from typing import Any
 
 from sqlalchemy import Engine, and_, delete, func, or_, select, text, update
@@ -41,6 +45,7 @@ from chatbot.store import migrate
 from chatbot.store.database import open_engine, writer
 from chatbot.store.liveness import current_owner_id, owner_is_gone
 from chatbot.store.models import MAX_TITLE_CHARS, STREAMING, ConversationRow, MessageRow
+from chatbot.store.tree import MessageTree
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +59,7 @@ DEFAULT_STALE_AFTER_S = 10.0
 class ReplyStart:
     """What :meth:`ConversationStore.begin_reply` committed, and the prompt to answer."""
 
-    conversation: Conversation  # messages up to the new reply, for the model
+    conversation: Conversation  # the branch up to the new reply, for the model
     user_message: Message | None  # the new or edited user message; None for regenerate
     placeholder: Message  # the assistant row in ``streaming`` state
 
@@ -148,7 +153,7 @@ class ConversationStore:
         )
         with self._session(write=True) as session:
             session.add(row)
-        return _conversation(row, [])
+        return _conversation(row, MessageTree([]))
 
     def list_conversations(
         self, *, limit: int = 50, offset: int = 0, before: ListPosition | None = None
@@ -196,9 +201,35 @@ class ConversationStore:
         ]
 
     def get_conversation(self, conversation_id: str) -> Conversation:
+        """The selected branch, each message with its versions."""
         with self._session() as session:
             row = _get(session, conversation_id)
-            return _conversation(row, _messages(session, conversation_id))
+            return _conversation(row, _tree(session, conversation_id))
+
+    def select_message(self, conversation_id: str, message_id: str) -> Conversation:
+        """Show the branch through ``message_id`` (a version), down the way last seen there.
+
+        A message already on the selected branch changes nothing. ConflictError while a reply
+        is being written here (on any replica): the branch it extends must stay on screen.
+        """
+        with self._session(write=True) as session:
+            row = _get(session, conversation_id)
+            self._ensure_idle(session, conversation_id)
+            tree = _tree(session, conversation_id)
+            target = tree.by_id.get(message_id)
+            if target is None:
+                raise NotFoundError(
+                    f"no message with id {message_id!r} in this conversation", param="message_id"
+                )
+            if target not in tree.selected_path(row.current_message_id):
+                branch = tree.path(tree.last_seen_leaf_under(target).id)
+                row.current_message_id = branch[-1].id
+                now = utc_now()
+                for message in branch:
+                    message.selected_at = now
+                if not row.title_custom:
+                    row.title = _auto_title(branch)
+            return _conversation(row, tree)
 
     def update_conversation(
         self,
@@ -218,7 +249,7 @@ class ConversationStore:
             if params is not None:
                 row.params = params.model_dump(mode="json")
             session.flush()
-            return _conversation(row, _messages(session, conversation_id))
+            return _conversation(row, _tree(session, conversation_id))
 
     def delete_conversation(self, conversation_id: str) -> None:
         with self._session(write=True) as session:
@@ -232,8 +263,9 @@ class ConversationStore:
             session.execute(delete(MessageRow).where(MessageRow.conversation_id == row.id))
             if not row.title_custom:
                 row.title = DEFAULT_TITLE
+            row.current_message_id = None
             row.updated_at = utc_now()
-            return _conversation(row, [])
+            return _conversation(row, MessageTree([]))
 
     def import_conversation(self, conversation: Conversation) -> Conversation:
         """Store a parsed file as a new conversation; a reply cannot arrive ``streaming``."""
@@ -267,11 +299,14 @@ class ConversationStore:
             )
             for position, m in enumerate(conversation.messages)
         ]
+        for parent, child in pairwise(messages):  # one branch
+            child.parent_id = parent.id
+        row.current_message_id = messages[-1].id if messages else None
         with self._session(write=True) as session:
             session.add(row)
             session.flush()
             session.add_all(messages)
-        return _conversation(row, messages)
+        return _conversation(row, MessageTree(messages))
 
     # -- replies -----------------------------------------------------------------------
     def begin_reply(
@@ -284,25 +319,30 @@ class ConversationStore:
     ) -> ReplyStart:
         """Commit the user message (new or edited) and a ``streaming`` assistant placeholder.
 
-        One transaction: either both are stored or neither. Editing a user message deletes
-        every later message (the conversation continues from the edit; no branches are kept).
-        Regenerating deletes the last assistant message. ConflictError while another live
-        reply is streaming in this conversation, on any replica.
+        One transaction: either both are stored or neither. Nothing is deleted: editing a user
+        message adds a new version of it (a sibling) that starts a new branch, regenerating adds
+        a new version of the last reply, and the new branch becomes the selected one.
+        ConflictError while another live reply is streaming in this conversation, on any
+        replica.
         """
         with self._session(write=True) as session:
             row = _get(session, conversation_id, lock=True)
             self._ensure_idle(session, conversation_id)
             now = utc_now()
-            rows = list(_message_rows(session, conversation_id))
-            next_position = rows[-1].position + 1 if rows else 0
+            tree = _tree(session, conversation_id)
+            position = tree.next_position()
+            branch = tree.selected_path(row.current_message_id)
             user_row: MessageRow | None = None
             if edit_message_id is not None:
                 assert user_content is not None
-                user_row, rows = _edit(session, rows, edit_message_id, user_content)
+                edited = _user_message_row(tree, edit_message_id)
+                branch = tree.path(edited.parent_id)
+                user_row = _new_message(row.id, position, Role.USER, user_content, now)
+                user_row.parent_id = edited.parent_id
             elif regenerate:
-                if rows and rows[-1].role == Role.ASSISTANT.value:
-                    session.execute(delete(MessageRow).where(MessageRow.id == rows.pop().id))
-                if not rows or rows[-1].role != Role.USER.value:
+                if branch and branch[-1].role == Role.ASSISTANT.value:
+                    branch.pop()
+                if not branch or branch[-1].role != Role.USER.value:
                     # The request is fine; the conversation's state is not (409, not 400).
                     raise ConflictError(
                         "there is no user message to answer again; send a message first",
@@ -311,18 +351,21 @@ class ConversationStore:
                     )
             else:
                 assert user_content is not None
-                user_row = _new_message(row.id, next_position, Role.USER, user_content, now)
-                next_position += 1
+                user_row = _new_message(row.id, position, Role.USER, user_content, now)
+                user_row.parent_id = branch[-1].id if branch else None
+            if user_row is not None:
+                position += 1
                 session.add(user_row)
-                rows.append(user_row)
-            placeholder = _new_message(row.id, next_position, Role.ASSISTANT, "", now)
+                branch.append(user_row)
+            placeholder = _new_message(row.id, position, Role.ASSISTANT, "", now)
+            placeholder.parent_id = branch[-1].id
             placeholder.status = STREAMING
             placeholder.owner_id = self.owner_id
             placeholder.heartbeat_at = now
             session.add(placeholder)
+            row.current_message_id = placeholder.id
             if not row.title_custom:
-                first_user = next((r for r in rows if r.role == Role.USER.value), None)
-                row.title = derive_title(first_user.content if first_user else "")
+                row.title = _auto_title(branch)
             row.updated_at = now
             try:
                 session.flush()
@@ -334,10 +377,12 @@ class ConversationStore:
                     param="conversation_id",
                     code="reply_in_progress",
                 ) from None
+            added = [placeholder] if user_row is None else [user_row, placeholder]
+            tree = MessageTree([*tree.rows, *added])
             return ReplyStart(
-                conversation=_conversation(row, rows),
-                user_message=_message(user_row) if user_row is not None else None,
-                placeholder=_message(placeholder),
+                conversation=_conversation(row, tree, branch),
+                user_message=_message(user_row, tree) if user_row is not None else None,
+                placeholder=_message(placeholder, tree),
             )
 
     def save_progress(self, progress: Mapping[str, str]) -> set[str]:
@@ -392,7 +437,7 @@ class ConversationStore:
                 .values(updated_at=now)
             )
             session.flush()
-            return _message(row)
+            return _message(row, _siblings(session, row))
 
     def live_reply(self, conversation_id: str) -> Message | None:
         """The reply streaming in this conversation, if its writer is alive.
@@ -405,7 +450,7 @@ class ConversationStore:
             if row is None:
                 return None
             if self._is_live(row):
-                return _message(row)
+                return _message(row, _siblings(session, row))
         self._interrupt_dead(conversation_id)
         return None
 
@@ -416,7 +461,7 @@ class ConversationStore:
             if row is None:
                 return None
             if row.status != STREAMING or self._is_live(row):
-                return _message(row)
+                return _message(row, _siblings(session, row))
             conversation_id = row.conversation_id
         self._interrupt_dead(conversation_id)
         return self.reply_message(message_id)
@@ -554,37 +599,43 @@ def _streaming_in(conversation_id: str) -> Any:
     )
 
 
-def _message_rows(session: Session, conversation_id: str) -> Iterator[MessageRow]:
-    yield from session.scalars(
-        select(MessageRow)
-        .where(MessageRow.conversation_id == conversation_id)
-        .order_by(MessageRow.position)
+def _tree(session: Session, conversation_id: str) -> MessageTree:
+    return MessageTree(
+        session.scalars(select(MessageRow).where(MessageRow.conversation_id == conversation_id))
     )
 
 
-def _messages(session: Session, conversation_id: str) -> list[MessageRow]:
-    return list(_message_rows(session, conversation_id))
+def _siblings(session: Session, row: MessageRow) -> tuple[str, ...]:
+    """The ids of every version of ``row`` (itself included), oldest first."""
+    same_parent = (
+        MessageRow.parent_id.is_(None)
+        if row.parent_id is None
+        else MessageRow.parent_id == row.parent_id
+    )
+    return tuple(
+        session.scalars(
+            select(MessageRow.id)
+            .where(MessageRow.conversation_id == row.conversation_id, same_parent)
+            .order_by(MessageRow.position)
+        )
+    )
 
 
-def _edit(
-    session: Session, rows: list[MessageRow], message_id: str, content: str
-) -> tuple[MessageRow, list[MessageRow]]:
-    index = next((i for i, r in enumerate(rows) if r.id == message_id), None)
-    if index is None:
+def _user_message_row(tree: MessageTree, message_id: str) -> MessageRow:
+    target = tree.by_id.get(message_id)
+    if target is None:
         raise NotFoundError(
             f"no message with id {message_id!r} in this conversation", param="message_id"
         )
-    target = rows[index]
     if target.role != Role.USER.value:
         raise InvalidRequestError("only user messages can be edited", param="message_id")
-    session.execute(
-        delete(MessageRow).where(
-            MessageRow.conversation_id == target.conversation_id,
-            MessageRow.position > target.position,
-        )
-    )
-    target.content = content
-    return target, rows[: index + 1]
+    return target
+
+
+def _auto_title(branch: list[MessageRow]) -> str:
+    """The automatic title follows the first user message of the branch on screen."""
+    first_user = next((r for r in branch if r.role == Role.USER.value), None)
+    return derive_title(first_user.content if first_user else "")
 
 
 def _new_message(
@@ -598,6 +649,7 @@ def _new_message(
         content=content,
         status=MessageStatus.COMPLETE.value,
         created_at=now,
+        selected_at=now,  # a new message is on the branch on screen
         stop_requested=False,
     )
 
@@ -607,7 +659,8 @@ def _interrupt(row: MessageRow) -> None:
     row.owner_id, row.heartbeat_at, row.stop_requested = None, None, False
 
 
-def _message(row: MessageRow) -> Message:
+def _message(row: MessageRow, versions: MessageTree | tuple[str, ...] = ()) -> Message:
+    sibling_ids = versions.sibling_ids(row) if isinstance(versions, MessageTree) else versions
     return Message(
         id=row.id,
         role=Role(row.role),
@@ -615,16 +668,23 @@ def _message(row: MessageRow) -> Message:
         status=MessageStatus(row.status),
         created_at=row.created_at,
         stats=ReplyStats.model_validate(row.stats) if row.stats else None,
+        parent_id=row.parent_id,
+        sibling_ids=sibling_ids,
     )
 
 
-def _conversation(row: ConversationRow, messages: list[MessageRow]) -> Conversation:
+def _conversation(
+    row: ConversationRow, tree: MessageTree, branch: list[MessageRow] | None = None
+) -> Conversation:
+    """The conversation with ``branch`` (default: the selected one) as its messages."""
+    if branch is None:
+        branch = tree.selected_path(row.current_message_id)
     return Conversation(
         id=row.id,
         title=row.title,
         system_prompt=row.system_prompt,
         params=GenerationParams.model_validate(row.params),
-        messages=tuple(_message(m) for m in messages),
+        messages=tuple(_message(m, tree) for m in branch),
         created_at=row.created_at,
         updated_at=row.updated_at,
     )

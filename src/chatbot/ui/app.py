@@ -7,7 +7,7 @@ import streamlit as st
 from chatbot.domain import Conversation, MessageStatus, Role
 from chatbot.errors import ChatbotError, NotFoundError
 from chatbot.service.protocol import ChatServiceProtocol
-from chatbot.ui import banners, composer, reply_view, sidebar, state, transcript
+from chatbot.ui import banners, composer, reply_view, sidebar, state, transcript, versions
 
 TITLES = {"monolith": "Monolithic ChatBot App", "microservices": "Microservices ChatBot App"}
 
@@ -28,7 +28,11 @@ def render_app(service: ChatServiceProtocol) -> None:
         reply_view.run_action(service, conversation.id, action)  # ends with a rerun
         return
     running = _maybe_running(conversation)
-    transcript.render(transcript.visible_messages(conversation, None), interactive=not running)
+    transcript.render(
+        transcript.visible_messages(conversation, None),
+        interactive=not running,
+        select=_version_selector(service, conversation.id),
+    )
     if running:
         reply_view.attach(service, conversation.id)
     composer.render_draft()
@@ -65,6 +69,18 @@ def _current_conversation(
         return None
     state.set_current_conversation(conversation.id)
     return conversation
+
+
+def _version_selector(service: ChatServiceProtocol, conversation_id: str) -> versions.Select:
+    """The callback of the ``‹ 2/3 ›`` control: show that version's branch (the page reruns)."""
+
+    def select(message_id: str) -> None:
+        try:
+            service.select_version(conversation_id, message_id)
+        except ChatbotError as exc:
+            state.flash(banners.describe(exc))
+
+    return select
 
 
 def _maybe_running(conversation: Conversation) -> bool:

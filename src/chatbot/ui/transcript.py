@@ -1,11 +1,14 @@
-"""The conversation so far: a bubble per message, stats under replies, edit and regenerate."""
+"""The conversation so far: a bubble per message, stats under replies, edit and regenerate.
+
+Messages with several versions show ``‹ 2/3 ›`` (:mod:`chatbot.ui.versions`) next to those.
+"""
 
 from __future__ import annotations
 
 import streamlit as st
 
 from chatbot.domain import Conversation, Message, MessageStatus, Role
-from chatbot.ui import state
+from chatbot.ui import state, versions
 from chatbot.ui.text import safe_markdown, stats_caption
 
 REGENERATE_KEY = "chatbot.regenerate"
@@ -26,8 +29,16 @@ def visible_messages(conversation: Conversation, action: state.Action | None) ->
     return messages
 
 
-def render(messages: list[Message], *, interactive: bool) -> None:
-    """Draw the messages; ``interactive`` adds edit and regenerate (not while a reply runs)."""
+def render(
+    messages: list[Message], *, interactive: bool, select: versions.Select | None = None
+) -> None:
+    """Draw the messages; ``interactive`` adds edit and regenerate (not while a reply runs).
+
+    ``select`` switches to another version of a message; without it (or while a reply runs)
+    the version control is shown disabled.
+    """
+    if not interactive:
+        select = None
     if not messages:
         _empty_state()
         return
@@ -36,9 +47,11 @@ def render(messages: list[Message], *, interactive: bool) -> None:
     )
     for index, message in enumerate(messages):
         if message.role is Role.USER:
-            _user_message(message, interactive=interactive)
+            _user_message(message, interactive=interactive, select=select)
         else:
-            _assistant_message(message, regenerate=interactive and index == last_assistant)
+            _assistant_message(
+                message, regenerate=interactive and index == last_assistant, select=select
+            )
 
 
 def _empty_state() -> None:
@@ -49,22 +62,27 @@ def _empty_state() -> None:
     )
 
 
-def _user_message(message: Message, *, interactive: bool) -> None:
+def _user_message(message: Message, *, interactive: bool, select: versions.Select | None) -> None:
     with st.chat_message("user"):
         if interactive and message.id is not None and state.editing() == message.id:
             _edit_box(message, message.id)
             return
         st.markdown(safe_markdown(message.content))
-        if interactive and message.id is not None:
-            st.button(
-                "Edit",
-                key=f"chatbot.edit.{message.id}",
-                icon=":material/edit:",
-                type="tertiary",
-                help="Edit this message and answer it again",
-                on_click=state.set_editing,
-                args=(message.id,),
-            )
+        editable = interactive and message.id is not None
+        if message.versions < 2 and not editable:
+            return
+        with st.container(horizontal=True, vertical_alignment="center"):
+            versions.render(message, select)
+            if editable:
+                st.button(
+                    "Edit",
+                    key=f"chatbot.edit.{message.id}",
+                    icon=":material/edit:",
+                    type="tertiary",
+                    help="Edit this message and answer it again",
+                    on_click=state.set_editing,
+                    args=(message.id,),
+                )
 
 
 def _edit_box(message: Message, message_id: str) -> None:
@@ -90,20 +108,26 @@ def _send_edit(message_id: str, key: str) -> None:
         state.request(state.Action("edit", text=text, message_id=message_id))
 
 
-def _assistant_message(message: Message, *, regenerate: bool) -> None:
+def _assistant_message(
+    message: Message, *, regenerate: bool, select: versions.Select | None
+) -> None:
     with st.chat_message("assistant"):
         if message.content:
             st.markdown(safe_markdown(message.content))
         caption = stats_caption(message)
         if caption:
             st.caption(caption)
-        if regenerate:
-            st.button(
-                "Regenerate",
-                key=REGENERATE_KEY,
-                icon=":material/refresh:",
-                type="tertiary",
-                help="Answer the last message again",
-                on_click=state.request,
-                args=(state.Action("regenerate"),),
-            )
+        if message.versions < 2 and not regenerate:
+            return
+        with st.container(horizontal=True, vertical_alignment="center"):
+            versions.render(message, select)
+            if regenerate:
+                st.button(
+                    "Regenerate",
+                    key=REGENERATE_KEY,
+                    icon=":material/refresh:",
+                    type="tertiary",
+                    help="Answer the last message again",
+                    on_click=state.request,
+                    args=(state.Action("regenerate"),),
+                )

@@ -224,6 +224,14 @@ async def edit_message(
     )
 
 
+@router.post("/{conversation_id}/messages/{message_id}/select")
+async def select_version(
+    conversation_id: str, message_id: str, service: ServiceDep
+) -> dict[str, Any]:
+    """Show the branch through this message (one of a message's ``sibling_ids``)."""
+    return _json(await service.select_version(conversation_id, message_id))
+
+
 @router.get("/{conversation_id}/export", response_class=Response, responses=EXPORT)
 async def export_conversation(
     conversation_id: str,
