@@ -1,6 +1,6 @@
 """Plain typed data and file formats; no I/O."""
 
-from chatbot.domain.events import ConversationSummary, ReplyEvent, ReplyEventType
+from chatbot.domain.events import ConversationSummary, ReplyEvent, ReplyEventType, WaitPhase
 from chatbot.domain.formats import ExportFormat, export, parse
 from chatbot.domain.messages import (
     Conversation,
@@ -27,6 +27,7 @@ __all__ = [
     "ReplyStats",
     "Role",
     "Usage",
+    "WaitPhase",
     "export",
     "from_wire",
     "parse",

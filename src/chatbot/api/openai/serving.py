@@ -11,6 +11,7 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
+from sse_starlette import ServerSentEvent
 
 from chatbot.api.error_handlers import body_of
 from chatbot.api.limits import check_messages
@@ -27,12 +28,20 @@ from chatbot.api.openai.protocol import (
     ModelList,
     UsageInfo,
 )
-from chatbot.api.streaming import DONE, compact, event_stream, one_shot_events, one_shot_text
+from chatbot.api.streaming import (
+    DONE,
+    compact,
+    event_stream,
+    one_shot_events,
+    one_shot_text,
+    wait_comment,
+)
 from chatbot.config import LimitSettings
 from chatbot.domain import FinishReason, GenerationParams, Message, ReplyStats, Role
 from chatbot.errors import InvalidRequestError
 from chatbot.service.params import resolve_params
 from chatbot.service.runner import Reply, ReplyRunner, StopReason
+from chatbot.service.waiting import WaitState
 
 logger = logging.getLogger(__name__)
 
@@ -201,7 +210,7 @@ async def create_chat_completion(
 
 async def _stream(
     reply: Reply, completion_id: str, created: int, model: str, include_usage: bool
-) -> AsyncIterator[str]:
+) -> AsyncIterator[str | ServerSentEvent]:
     def chunk(delta: Delta, reason: str | None = None) -> str:
         body = ChatCompletionChunk(
             id=completion_id,
@@ -216,6 +225,9 @@ async def _stream(
 
     sent_role = False
     async for item in one_shot_events(reply):
+        if isinstance(item, WaitState):  # queued or loading: a comment before the first chunk
+            yield wait_comment(item)
+            continue
         if not sent_role:
             sent_role = True
             yield chunk(Delta(role="assistant", content=""))
