@@ -15,7 +15,13 @@ from chatbot.service.local import ChatService
 from chatbot.service.metrics import Metrics
 from chatbot.service.portal import PortalChatService
 from chatbot.service.runner import ReplyLimits, ReplyRunner
-from chatbot.service.waiting import READING_NOTICE_TOKENS, ReplyTimes, WaitState, estimate_start_s
+from chatbot.service.waiting import (
+    READING_NOTICE_TOKENS,
+    ReplyTimes,
+    Running,
+    WaitState,
+    estimate_start_s,
+)
 from chatbot.store import ConversationStore
 from tests.fixtures.engines import run_async
 
@@ -25,23 +31,28 @@ HI = [Message.user("Tell me about the sea.")]
 # -- the estimate (pure) ------------------------------------------------------------------------
 def test_no_estimate_before_a_reply_is_measured() -> None:
     assert ReplyTimes().mean_s() is None
-    assert estimate_start_s(2, 1, [1.0], None) is None
+    assert estimate_start_s(2, 1, [Running(1.0)], None) is None
+    assert ReplyTimes().tokens_per_s() is None
 
 
 def test_the_estimate_plays_the_queue_forward() -> None:
     times = ReplyTimes(window=3)
     for seconds in (10.0, 2.0, 4.0, 6.0):  # the first falls out of the window
-        times.add(seconds)
+        times.add(seconds, tokens=11, decoding_s=1.0)
     assert times.mean_s() == 4.0
+    assert times.tokens_per_s() == 10.0
     # One place, its reply has run 1 s of the expected 4: the next in line waits 3 s, the
     # second 3 + 4 s.
-    assert estimate_start_s(1, 1, [1.0], 4.0) == 3.0
-    assert estimate_start_s(2, 1, [1.0], 4.0) == 7.0
+    assert estimate_start_s(1, 1, [Running(1.0)], 4.0) == 3.0
+    assert estimate_start_s(2, 1, [Running(1.0)], 4.0) == 7.0
     # Two places, one idle: the next in line starts at once, the second when the busy one ends.
-    assert estimate_start_s(1, 2, [1.0], 4.0) == 0.0
-    assert estimate_start_s(2, 2, [1.0], 4.0) == 3.0
-    # A reply running longer than the mean is expected to end any moment, not in the past.
-    assert estimate_start_s(1, 1, [9.0], 4.0) == 0.0
+    assert estimate_start_s(1, 2, [Running(1.0)], 4.0) == 0.0
+    assert estimate_start_s(2, 2, [Running(1.0)], 4.0) == 3.0
+    # Never later than its token budget allows (2 s of tokens left < 3 s to the mean).
+    assert estimate_start_s(1, 1, [Running(1.0, budget_left_s=2.0)], 4.0) == 2.0
+    # Past the mean, its token budget says how long it may still take.
+    assert estimate_start_s(1, 1, [Running(9.0, budget_left_s=5.0)], 4.0) == 5.0
+    assert estimate_start_s(1, 1, [Running(9.0)], 4.0) == 0.0
 
 
 # -- the runner on the real model ---------------------------------------------------------------

@@ -52,6 +52,7 @@ from chatbot.service.waiting import (
     Pulse,
     ReplyTimes,
     RunnerStatus,
+    Running,
     WaitState,
     estimate_start_s,
 )
@@ -163,6 +164,11 @@ class Reply:
         end = self.end
         if end is not None and end.error is not None and self._stop_reason is None:
             raise end.error
+
+    def tokens_left(self) -> int:
+        """Tokens this reply may still make (its limit less the pieces so far, about a token
+        each)."""
+        return max(0, self.params.max_new_tokens - len(self._pieces))
 
     def wait_state(self) -> WaitState | None:
         """Why this reply has no text yet, or None when it is not waiting (or has text)."""
@@ -301,7 +307,12 @@ class Reply:
         finally:
             self._ticket.release()
             if self.granted_at is not None:
-                self._runner.times.add(time.monotonic() - self.granted_at)
+                now = time.monotonic()
+                self._runner.times.add(
+                    now - self.granted_at,
+                    len(self._pieces),
+                    now - first_at if first_at is not None else 0.0,
+                )
         await self._finish(last, first_at, error)
 
     async def _append(self, text: str) -> None:
@@ -424,13 +435,17 @@ class ReplyRunner:
     def estimate_start_s(self, position: int) -> float | None:
         """Seconds until the reply at queue ``position`` starts (see chatbot.service.waiting)."""
         now = time.monotonic()
-        elapsed = [  # replies holding a place; one that has not begun yet has run 0 s
-            now - (reply.granted_at or now)
+        speed = self.times.tokens_per_s()
+        running = [  # replies holding a place; one that has not begun yet has run 0 s
+            Running(
+                now - (reply.granted_at or now),
+                None if speed is None else reply.tokens_left() / speed,
+            )
             for reply in self._replies
             if reply._ticket.granted and not reply.finished
         ]
         return estimate_start_s(
-            position, self.admission.max_concurrent, elapsed, self.times.mean_s()
+            position, self.admission.max_concurrent, running, self.times.mean_s()
         )
 
     def status(self) -> RunnerStatus:
