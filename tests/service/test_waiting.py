@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from chatbot.config import LimitSettings
 from chatbot.domain import GenerationParams, Message, ReplyEventType, WaitPhase
 from chatbot.engine.transformers_engine import TransformersEngine
+from chatbot.errors import OverloadedError
 from chatbot.service.admission import AdmissionControl
 from chatbot.service.local import ChatService
 from chatbot.service.metrics import Metrics
@@ -72,6 +74,11 @@ def test_a_queued_reply_reports_its_position_and_estimate_then_streams(
         running = runner.start(HI, GenerationParams(max_new_tokens=48), endpoint="test")
         queued = runner.start(HI, GenerationParams(max_new_tokens=4), endpoint="test")
         status = runner.status()
+        with pytest.raises(OverloadedError) as refused:  # the queue's one slot is taken
+            runner.start(HI, GenerationParams(max_new_tokens=4), endpoint="test")
+        expected = runner.estimate_start_s(1)
+        assert expected is not None
+        assert refused.value.retry_after_s == max(1, min(60, math.ceil(expected)))
         states = [state async for state in queued.waiting()]
         await queued.wait_finished()
         await running.wait_finished()

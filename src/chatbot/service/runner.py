@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Sequence
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ from chatbot.engine.base import Chunk, Engine, late_chunk_counter
 from chatbot.errors import (
     ChatbotError,
     GenerationError,
+    OverloadedError,
     RequestTimeoutError,
     UnavailableError,
 )
@@ -470,6 +472,14 @@ class ReplyRunner:
             raise UnavailableError("the server is shutting down", code="shutting_down")
         try:
             return self.admission.reserve()
+        except OverloadedError as exc:
+            self.metrics.rejected.labels("overloaded").inc()
+            # Retry-After from the measured estimate when there is one: when a place or a
+            # queue slot is expected to free, within [1, 60] s.
+            estimate = self.estimate_start_s(1)
+            if estimate is not None:
+                exc.retry_after_s = max(1, min(60, math.ceil(estimate)))
+            raise
         except ChatbotError:
             self.metrics.rejected.labels("overloaded").inc()
             raise

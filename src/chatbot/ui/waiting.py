@@ -84,8 +84,9 @@ def _loading_progress(service: ChatServiceProtocol) -> None:
         st.rerun(scope="app")
     where = "in this process" if service.deployment == "monolith" else "on the backend"
     elapsed = int(time.monotonic() - since)
-    with st.status(f"Loading the model {where}… {elapsed} s", state="running"):
-        st.write("You can type your message already: it is answered as soon as the model is ready.")
+    # Not as a context manager: leaving the block would mark it complete.
+    box = st.status(f"Loading the model {where}… {elapsed} s", state="running")
+    box.write("You can type your message already: it is answered as soon as the model is ready.")
 
 
 @st.fragment(run_every=RECONNECT_POLL)
