@@ -11,8 +11,13 @@ import io
 import json
 import os
 import signal
+import socket
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from pathlib import Path
 
 import httpx
 import pytest
@@ -20,9 +25,17 @@ import pytest
 from chatbot import errors
 from chatbot.domain import FinishReason, GenerationParams, Message, Usage
 from chatbot.engine import Chunk
-from chatbot.terminal import BackendReplies, EngineReplies, TerminalChat
+from chatbot.spinner import Spinner
+from chatbot.terminal import (
+    EXIT_LOST_REPLY,
+    EXIT_UNREACHABLE,
+    BackendReplies,
+    EngineReplies,
+    TerminalChat,
+)
 
 PARAMS = GenerationParams(max_new_tokens=8)
+CHATBOT = Path(sys.executable).parent / "chatbot"
 
 
 class FakeEngine:
@@ -198,3 +211,84 @@ def test_backend_down_is_unreachable() -> None:
 
     with pytest.raises(errors.BackendUnreachableError, match="cannot reach"):
         list(_backend(refuse).stream([Message.user("hi")], PARAMS))
+
+
+# -- stopped replies, exit codes, the spinner ----------------------------------------------
+
+
+def test_a_stopped_reply_is_kept_as_stopped(tmp_path: Path) -> None:
+    engine = FakeEngine(["word "], endless=True)
+    replies = EngineReplies(engine)
+
+    def interrupt_once_text_flows() -> None:
+        if engine.first_text.wait(10):
+            os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=interrupt_once_text_flows, daemon=True).start()
+    out = io.StringIO()
+    saved = tmp_path / "chat.json"
+    try:
+        code = TerminalChat(replies, PARAMS, out).run(
+            io.StringIO(f"tell me a long story\n/save {saved}\n"), False
+        )
+    finally:
+        replies.close()
+    assert code == 0
+    assert "[stopped]" in out.getvalue()
+    messages = json.loads(saved.read_text())["messages"]
+    assert [(m["role"], m["status"]) for m in messages] == [
+        ("user", "complete"),
+        ("assistant", "stopped"),
+    ]
+    assert messages[1]["content"].startswith("word")
+
+
+def test_a_reply_lost_to_an_unreachable_backend_exits_non_zero() -> None:
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused")
+
+    out = io.StringIO()
+    code = TerminalChat(_backend(refuse), PARAMS, out).run(io.StringIO("hi\n"), False)
+    assert code == EXIT_LOST_REPLY
+    assert "[error: cannot reach the backend" in out.getvalue()
+
+
+@pytest.mark.slow
+def test_chat_against_a_backend_that_is_down_exits_2_and_says_why() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    done = subprocess.run(
+        [str(CHATBOT), "chat", "--backend", f"http://127.0.0.1:{port}"],
+        input="Hello\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == EXIT_UNREACHABLE, done.stderr
+    assert "cannot reach the backend" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_waiting_for_a_loading_backend_spins_until_ready() -> None:
+    answers = iter([503, 503, 200])
+
+    def readyz(request: httpx.Request) -> httpx.Response:
+        assert request.url.path == "/readyz"
+        return httpx.Response(next(answers), json={})
+
+    out = io.StringIO()
+    _backend(readyz).wait_ready(out, timeout_s=10)
+    assert "The backend is loading the model" in out.getvalue()
+
+
+def test_the_spinner_draws_frames_on_a_terminal_and_one_line_elsewhere() -> None:
+    drawn = io.StringIO()
+    with Spinner("Loading the model", drawn, animate=True):
+        time.sleep(0.35)
+    assert drawn.getvalue().count("Loading the model… 0 s") >= 2
+    assert drawn.getvalue().endswith("\r\033[K")
+    plain = io.StringIO()
+    with Spinner("Loading the model", plain):  # a StringIO is not a terminal
+        pass
+    assert plain.getvalue() == "Loading the model…\n"

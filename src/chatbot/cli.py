@@ -16,6 +16,7 @@ from chatbot.config import (
     ServerSettings,
     StoreSettings,
     UISettings,
+    load,
 )
 from chatbot.errors import ChatbotError, ConfigurationError
 from chatbot.settings_cli import add_flags, settings_from
@@ -107,6 +108,7 @@ def _chat(args: argparse.Namespace) -> int:
     from chatbot.terminal import BackendReplies, EngineReplies, run_terminal_chat
 
     ui = settings_from(args, UISettings)
+    history = load(StoreSettings).data_folder() / "chat_history"
     try:
         asked = (
             None if args.max_tokens is None else GenerationParams(max_new_tokens=args.max_tokens)
@@ -118,13 +120,18 @@ def _chat(args: argparse.Namespace) -> int:
     if ui.backend_url:
         key = ui.backend_api_key or settings_from(args, ServerSettings).api_key
         backend = BackendReplies(ui.backend_url, key.get_secret_value() if key else None)
-        return run_terminal_chat(backend, params)
+        return run_terminal_chat(backend, params, history_file=history)
     from chatbot.engine import create_engine
+    from chatbot.spinner import Spinner
 
     engine = create_engine(settings_from(args, EngineSettings))
     try:
-        engine.load()
-        return run_terminal_chat(EngineReplies(engine), params)
+        if sys.stdin.isatty():
+            with Spinner("Loading the model", sys.stderr):
+                engine.load()
+        else:
+            engine.load()
+        return run_terminal_chat(EngineReplies(engine), params, history_file=history)
     finally:
         # Join the model thread before the interpreter tears down torch: exiting with it
         # alive aborted the process now and then ("terminate called without an active

@@ -130,11 +130,15 @@ class StoreSettings(BaseSettings):
         description="Folder of the default SQLite file (default: ~/.local/share/chatbot).",
     )
 
+    def data_folder(self) -> Path:
+        """Where local files go (the default SQLite file, the terminal chat's history)."""
+        return self.data_dir or _default_data_dir()
+
     def resolved_database_url(self) -> str:
         """The URL to open: the explicit one, or the SQLite file in the data folder."""
         if self.database_url:
             return self.database_url
-        folder = self.data_dir or _default_data_dir()
+        folder = self.data_folder()
         folder.mkdir(parents=True, exist_ok=True)
         return f"sqlite:///{folder / 'chatbot.sqlite3'}"
 

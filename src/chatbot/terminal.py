@@ -1,14 +1,22 @@
-"""``chatbot chat``: a terminal chat, interactive or fed one message per line on stdin."""
+"""``chatbot chat``: a terminal chat, interactive or fed one message per line on stdin.
+
+Interactive, it reads lines with :mod:`readline` (line editing, and a history kept across runs
+when a history file is given); Ctrl-C stops a reply, which is kept as ``stopped``. The exit code
+is 0 at the end of the input, 2 when the backend cannot be reached at all, 1 when a reply was
+lost because it could not be reached later.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import queue
 import signal
 import sys
 import threading
+import time
 from collections.abc import AsyncGenerator, Iterator
 from concurrent.futures import Future
 from pathlib import Path
@@ -23,6 +31,8 @@ from chatbot.domain import (
     ExportFormat,
     GenerationParams,
     Message,
+    MessageStatus,
+    Role,
     export,
 )
 from chatbot.engine import Engine
@@ -30,14 +40,20 @@ from chatbot.errors import (
     BackendUnreachableError,
     ChatbotError,
     GenerationError,
+    UnavailableError,
     UpstreamError,
     error_from_event,
     from_http,
 )
+from chatbot.spinner import Spinner
 
 logger = logging.getLogger(__name__)
 
 HELP = "commands: /clear, /system TEXT, /save FILE (.csv .json .md .openai.json), /help, /quit"
+EXIT_UNREACHABLE = 2  # the backend could not be reached at the start
+EXIT_LOST_REPLY = 1  # it could not be reached for a reply later
+READY_TIMEOUT_S = 600.0
+READY_POLL_S = 0.5
 
 
 class ReplySource(Protocol):
@@ -184,6 +200,30 @@ class BackendReplies:
     def cancel(self) -> None:
         self._cancelled.set()
 
+    def wait_ready(self, out: TextIO, timeout_s: float = READY_TIMEOUT_S) -> None:
+        """Until the backend's ``/readyz`` says ready, with a spinner while it loads its model.
+
+        BackendUnreachableError when nothing answers; UnavailableError when it stays not ready.
+        """
+        if self._ready():
+            return
+        deadline = time.monotonic() + timeout_s
+        with Spinner("The backend is loading the model", out):
+            while time.monotonic() < deadline:
+                time.sleep(READY_POLL_S)
+                if self._ready():
+                    return
+        raise UnavailableError(f"the backend was not ready after {timeout_s:g} s")
+
+    def _ready(self) -> bool:
+        try:
+            response = self._client.get("/readyz")
+        except httpx.TransportError as exc:
+            raise BackendUnreachableError(
+                f"cannot reach the backend at {self._client.base_url}: {exc}"
+            ) from exc
+        return response.status_code == 200
+
     def close(self) -> None:
         self._client.close()
 
@@ -198,20 +238,21 @@ class TerminalChat:
         self._history: list[Message] = []
         self._system: str | None = None
         self._replying = False
+        self._stopped = False
+        self._lost_reply = False
 
     def run(self, lines: TextIO, interactive: bool) -> int:
+        """Chat until the input ends or /quit; the exit code (see the module)."""
         previous = signal.signal(signal.SIGINT, self._on_interrupt)
         try:
             while True:
-                if interactive:
-                    self._write("\n> ")
                 try:
-                    line = lines.readline()
+                    line = _read_line(lines, interactive)
                 except KeyboardInterrupt:
                     self._write("\n")
                     continue
                 if not line:
-                    return 0
+                    return EXIT_LOST_REPLY if self._lost_reply else 0
                 text = line.rstrip("\n")
                 if not text.strip():
                     continue
@@ -225,6 +266,7 @@ class TerminalChat:
 
     def _on_interrupt(self, signum: int, frame: FrameType | None) -> None:
         if self._replying:
+            self._stopped = True
             self._replies.cancel()
         else:
             raise KeyboardInterrupt
@@ -233,17 +275,24 @@ class TerminalChat:
         self._history.append(Message.user(text))
         prompt = ([Message.system(self._system)] if self._system else []) + self._history
         parts: list[str] = []
+        status = MessageStatus.COMPLETE
+        self._stopped = False
         self._replying = True
         try:
             for chunk in self._replies.stream(prompt, self._params):
                 parts.append(chunk)
                 self._write(chunk)
         except ChatbotError as exc:
+            status = MessageStatus.ERROR
+            self._lost_reply = self._lost_reply or isinstance(exc, BackendUnreachableError)
             self._write(f"\n[error: {exc.message}]")
         finally:
             self._replying = False
+        if self._stopped and status is MessageStatus.COMPLETE:
+            status = MessageStatus.STOPPED
+            self._write(" [stopped]")
         self._write("\n")
-        self._history.append(Message.assistant("".join(parts)))
+        self._history.append(Message(role=Role.ASSISTANT, content="".join(parts), status=status))
 
     def _command(self, text: str) -> bool:
         name, _, arg = text.partition(" ")
@@ -281,11 +330,57 @@ class TerminalChat:
         self._out.flush()
 
 
-def run_terminal_chat(replies: ReplySource, params: GenerationParams) -> int:
+def _read_line(lines: TextIO, interactive: bool) -> str:
+    """The next line with its newline; "" at the end. Interactive: ``input()``, so readline
+    gives line editing and history."""
+    if not interactive:
+        return lines.readline()
+    try:
+        return input("\n> ") + "\n"
+    except EOFError:
+        return ""
+
+
+def run_terminal_chat(
+    replies: ReplySource, params: GenerationParams, *, history_file: Path | None = None
+) -> int:
     interactive = sys.stdin.isatty()
+    if isinstance(replies, BackendReplies):
+        try:
+            replies.wait_ready(sys.stderr)
+        except ChatbotError as exc:
+            sys.stderr.write(f"chatbot chat: {exc.message}\n")
+            replies.close()
+            return EXIT_UNREACHABLE
     if interactive:
+        _start_readline(history_file)
         sys.stdout.write(f"chatbot: {HELP}\n")
     try:
         return TerminalChat(replies, params, sys.stdout).run(sys.stdin, interactive)
     finally:
         replies.close()
+        if interactive:
+            _save_readline(history_file)
+
+
+def _start_readline(history_file: Path | None) -> None:
+    try:
+        import readline
+    except ImportError:  # not on every platform; input() still works
+        return
+    if history_file is not None:
+        with contextlib.suppress(OSError):
+            readline.read_history_file(history_file)
+    readline.set_history_length(1000)
+
+
+def _save_readline(history_file: Path | None) -> None:
+    if history_file is None:
+        return
+    try:
+        import readline
+
+        history_file.parent.mkdir(parents=True, exist_ok=True)
+        readline.write_history_file(history_file)
+    except (ImportError, OSError) as exc:
+        logger.warning("could not save the chat history: %s", exc)

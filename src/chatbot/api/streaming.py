@@ -14,15 +14,17 @@ import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator, Awaitable
+from dataclasses import asdict
 from typing import Any, TypeVar
 
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response
-from sse_starlette import EventSourceResponse
+from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from chatbot.domain import ReplyEvent, ReplyEventType
 from chatbot.errors import ChatbotError, GenerationError, error_from_event, event_fields
 from chatbot.service.runner import Reply, ReplyEnd, StopReason
+from chatbot.service.waiting import WaitState
 
 T = TypeVar("T")
 
@@ -37,8 +39,10 @@ def compact(payload: Any) -> str:
     return json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
 
 
-def event_stream(body: AsyncIterator[str], heartbeat_s: float) -> EventSourceResponse:
-    """Each item is one ``data:`` event; a ``: ping`` comment every ``heartbeat_s`` of silence."""
+def event_stream(
+    body: AsyncIterator[str | ServerSentEvent], heartbeat_s: float
+) -> EventSourceResponse:
+    """Each string is one ``data:`` event; a ``: ping`` comment every ``heartbeat_s`` of silence."""
     return EventSourceResponse(body, headers=SSE_HEADERS, ping=heartbeat_s, sep="\n")
 
 
@@ -77,9 +81,21 @@ async def one_shot_text(reply: Reply, request: Request) -> tuple[str, ReplyEnd] 
     return reply.text(), end
 
 
-async def one_shot_events(reply: Reply) -> AsyncIterator[str | ReplyEnd]:
-    """A one-shot reply's pieces; leaving early (client gone) stops the model."""
+def wait_comment(state: WaitState) -> ServerSentEvent:
+    """A wait state as an SSE comment: ``: waiting {"phase": "queued", ...}``.
+
+    A comment, not an event: OpenAI's clients (and any SSE reader) skip comments, while a named
+    event or an unknown ``data:`` chunk could break them; a client that wants the wait reads it.
+    """
+    fields = {key: value for key, value in asdict(state).items() if value is not None}
+    return ServerSentEvent(comment=f"waiting {compact(fields)}", sep="\n")
+
+
+async def one_shot_events(reply: Reply) -> AsyncIterator[str | ReplyEnd | WaitState]:
+    """A one-shot reply's wait states, then its pieces; leaving early (client gone) stops it."""
     try:
+        async for state in reply.waiting():
+            yield state
         async for item in reply.stream(catch_up=False):
             yield item
     finally:

@@ -5,6 +5,7 @@ from chatbot.domain.events import (
     ConversationSummary,
     ReplyEvent,
     ReplyEventType,
+    WaitPhase,
 )
 from chatbot.domain.formats import ExportFormat, export, parse
 from chatbot.domain.messages import (
@@ -33,6 +34,7 @@ __all__ = [
     "ReplyStats",
     "Role",
     "Usage",
+    "WaitPhase",
     "export",
     "from_wire",
     "parse",

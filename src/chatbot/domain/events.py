@@ -1,4 +1,4 @@
-"""What a client sees while a reply is produced: start, text deltas, then done or error."""
+"""What a client sees while a reply is produced: start, waiting, text deltas, done or error."""
 
 from __future__ import annotations
 
@@ -16,6 +16,16 @@ class ReplyEventType(StrEnum):
     DELTA = "delta"
     DONE = "done"
     ERROR = "error"
+    # Before the first text, only when the reply really waits (see WaitPhase); any number.
+    WAITING = "waiting"
+
+
+class WaitPhase(StrEnum):
+    """Why a reply has no text yet: what the UI says while it waits."""
+
+    LOADING = "loading"  # the model is still loading
+    QUEUED = "queued"  # every generation place is taken; the reply waits its turn
+    READING = "reading"  # the model reads a long prompt before its first token
 
 
 class ReplyEvent(BaseModel):
@@ -41,6 +51,12 @@ class ReplyEvent(BaseModel):
     error_body: dict[str, Any] | None = None
     error_status: int | None = None
     retry_after_s: int | None = None
+    # ``waiting`` events: why, the place in the queue (1 = next), an estimate of the seconds
+    # until generation starts (None until the server has measured a reply), prompt tokens.
+    phase: WaitPhase | None = None
+    queue_position: int | None = None
+    eta_s: float | None = None
+    prompt_tokens: int | None = None
 
 
 class ConversationSummary(BaseModel):

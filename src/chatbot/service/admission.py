@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import math
 from collections import deque
+from collections.abc import Callable
 
 from chatbot.errors import OverloadedError, UnavailableError
 
@@ -83,6 +84,8 @@ class AdmissionControl:
         else:
             with contextlib.suppress(ValueError):
                 self._waiting.remove(ticket)
+        for waiting in self._waiting:  # everyone behind moved up (or may have)
+            waiting._moved()
 
 
 class Ticket:
@@ -94,6 +97,8 @@ class Ticket:
         self._holds_place = False
         self._released = False
         self._waiter: asyncio.Future[None] | None = None
+        # Called (on the event loop) when the ticket moves up the queue or gets its place.
+        self.on_move: Callable[[], None] | None = None
 
     @property
     def granted(self) -> bool:
@@ -110,6 +115,11 @@ class Ticket:
         self._holds_place = True
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
+        self._moved()
+
+    def _moved(self) -> None:
+        if self.on_move is not None:
+            self.on_move()
 
     async def wait(self, timeout: float | None = None) -> None:
         """Until this ticket holds a place; UnavailableError (slot freed) on timeout.

@@ -13,6 +13,7 @@ import json
 import logging
 import threading
 from collections.abc import Iterator
+from dataclasses import fields
 from types import TracebackType
 from typing import Any
 from urllib.parse import quote
@@ -36,6 +37,7 @@ from chatbot.errors import (
     from_http,
 )
 from chatbot.service.params import ServiceLimits
+from chatbot.service.waiting import RunnerStatus
 
 logger = logging.getLogger(__name__)
 
@@ -159,6 +161,11 @@ class HttpChatService:
         self.model_id  # noqa: B018 (fetches and caches /v1/info)
         assert self._info is not None
         return ServiceLimits(**self._info["limits"])
+
+    def status(self) -> RunnerStatus:
+        """``GET /v1/status``; it answers while the model loads (``loaded`` false)."""
+        body = self._json("GET", "/v1/status")
+        return RunnerStatus(**{f.name: body.get(f.name) for f in fields(RunnerStatus)})
 
     def close(self) -> None:
         self._client.close()

@@ -51,6 +51,7 @@ from chatbot.service.admission import AdmissionControl
 from chatbot.service.metrics import Metrics
 from chatbot.service.params import ServiceLimits, resolve_params, stored_params
 from chatbot.service.runner import Reply, ReplyEnd, ReplyLimits, ReplyRunner, StopReason
+from chatbot.service.waiting import RunnerStatus
 from chatbot.store import ConversationStore, ReplyStart
 from chatbot.store.models import MAX_TITLE_CHARS
 from chatbot.store.repository import DEFAULT_TITLE
@@ -180,6 +181,10 @@ class ChatService:
 
     def limits(self) -> ServiceLimits:
         return ServiceLimits.of(self._limits)
+
+    def status(self) -> RunnerStatus:
+        """Whether the model is loaded, how many replies run and wait, the wait estimate."""
+        return self.runner.status()
 
     async def close(self) -> None:
         """End running replies (``interrupted``, text kept), then close the store and engine."""
@@ -451,6 +456,15 @@ class ChatService:
             message=live.start.placeholder,
             user_message=live.start.user_message,
         )
+        async for state in live.reply.waiting():
+            yield ReplyEvent(
+                type=ReplyEventType.WAITING,
+                conversation_id=conversation_id,
+                phase=state.phase,
+                queue_position=state.queue_position,
+                eta_s=state.eta_s,
+                prompt_tokens=state.prompt_tokens,
+            )
         async for item in live.reply.stream(catch_up=catch_up):
             if isinstance(item, str):
                 yield ReplyEvent(

@@ -31,6 +31,7 @@ from chatbot.service.local import ChatService
 from chatbot.service.metrics import Metrics
 from chatbot.service.params import ServiceLimits
 from chatbot.service.runner import ReplyLimits, ReplyRunner
+from chatbot.service.waiting import RunnerStatus
 
 logger = logging.getLogger(__name__)
 
@@ -56,14 +57,22 @@ class PortalChatService:
         server: ServerSettings | None = None,
         *,
         warm: bool = True,
+        background: bool = False,
     ) -> PortalChatService:
-        """Start the portal, open the service on it, and load (and warm) the model."""
+        """Start the portal, open the service on it, and load (and warm) the model.
+
+        With ``background`` this returns once the store is open and the model loads on the
+        portal's loop: the page shows at once, with the loading progress, and a message sent
+        meanwhile waits in phase ``loading``.
+        """
         server = server or ServerSettings()
         context = start_blocking_portal()
         portal = context.__enter__()
         try:
             service = portal.call(_open_service, engine_settings, store_settings, limits, server)
-            if warm:
+            if background:
+                portal.call(_load_in_background, service, warm)
+            elif warm:
                 portal.call(warm_up, service.runner.engine)
         except BaseException:
             context.__exit__(None, None, None)
@@ -92,6 +101,9 @@ class PortalChatService:
 
     def limits(self) -> ServiceLimits:
         return self.service.limits()
+
+    def status(self) -> RunnerStatus:
+        return self.service.status()
 
     def close(self) -> None:
         if self._closed:
@@ -221,3 +233,19 @@ async def _open_service(
     )
     service._owns_engine = True
     return service
+
+
+async def _load_in_background(service: ChatService, warm: bool) -> None:
+    engine = service.runner.engine
+
+    async def load() -> None:
+        started = asyncio.get_running_loop().time()
+        if warm:
+            await warm_up(engine)
+        else:
+            await asyncio.to_thread(engine.load)
+        logger.info(
+            "model %s ready in %.1f s", engine.model_id, asyncio.get_running_loop().time() - started
+        )
+
+    service.runner.load_in_background(load())

@@ -20,6 +20,7 @@ from chatbot.domain import (
     ReplyEvent,
 )
 from chatbot.service.params import ServiceLimits
+from chatbot.service.waiting import RunnerStatus
 
 
 @runtime_checkable
@@ -34,6 +35,9 @@ class ChatServiceProtocol(Protocol):
 
     def limits(self) -> ServiceLimits:
         """What a request may ask for (reply length cap and default, text lengths)."""
+
+    def status(self) -> RunnerStatus:
+        """Model loaded or not, replies running and queued, the wait estimate (never cached)."""
 
     # -- conversations -----------------------------------------------------------------
     def create_conversation(

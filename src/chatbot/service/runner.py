@@ -23,22 +23,41 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
 
-from chatbot.domain import FinishReason, GenerationParams, Message, MessageStatus, ReplyStats
+from chatbot.domain import (
+    FinishReason,
+    GenerationParams,
+    Message,
+    MessageStatus,
+    ReplyStats,
+    WaitPhase,
+)
 from chatbot.engine.base import Chunk, Engine, late_chunk_counter
 from chatbot.errors import (
     ChatbotError,
     GenerationError,
+    OverloadedError,
     RequestTimeoutError,
     UnavailableError,
 )
 from chatbot.service.admission import AdmissionControl, Ticket
 from chatbot.service.metrics import Metrics
+from chatbot.service.waiting import (
+    READING_NOTICE_TOKENS,
+    WAIT_TICK_S,
+    Pulse,
+    ReplyTimes,
+    RunnerStatus,
+    Running,
+    WaitState,
+    estimate_start_s,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -105,6 +124,10 @@ class Reply:
         self._accepted = asyncio.Event()
         self._stop_reason: StopReason | None = None
         self.arrived = time.monotonic()
+        self.granted_at: float | None = None
+        self.prompt_tokens: int | None = None
+        self._pulse = Pulse()  # fired on each change a waiting reader may want to report
+        ticket.on_move = self._pulse.fire
         self._task = asyncio.get_running_loop().create_task(self._run(), name=f"reply-{endpoint}")
 
     # -- control ---------------------------------------------------------------------------
@@ -147,6 +170,46 @@ class Reply:
         end = self.end
         if end is not None and end.error is not None and self._stop_reason is None:
             raise end.error
+
+    def tokens_left(self) -> int:
+        """Tokens this reply may still make (its limit less the pieces so far, about a token
+        each)."""
+        return max(0, self.params.max_new_tokens - len(self._pieces))
+
+    def wait_state(self) -> WaitState | None:
+        """Why this reply has no text yet, or None when it is not waiting (or has text)."""
+        if self._pieces or self.end is not None:
+            return None
+        if not self._runner.loaded:
+            return WaitState(WaitPhase.LOADING)
+        if not self._ticket.granted:
+            position = self._ticket.position
+            if position < 1:
+                return None
+            return WaitState(
+                WaitPhase.QUEUED,
+                queue_position=position,
+                eta_s=self._runner.estimate_start_s(position),
+            )
+        tokens = self.prompt_tokens
+        if tokens is not None and tokens >= READING_NOTICE_TOKENS:
+            return WaitState(WaitPhase.READING, prompt_tokens=tokens)
+        return None
+
+    async def waiting(self) -> AsyncIterator[WaitState]:
+        """Each new wait state until the first text or the end; nothing for a prompt reply.
+
+        Sent again every :data:`WAIT_TICK_S` when it changes (a queued reply's estimate).
+        """
+        last: WaitState | None = None
+        while not self._pieces and self.end is None:
+            state = self.wait_state()
+            if state is None and self._accepted.is_set():
+                return  # generating; a short prompt has no notice
+            if state is not None and state != last:
+                last = state
+                yield state
+            await self._pulse.wait(WAIT_TICK_S)
 
     async def stream(self, *, catch_up: bool = True) -> AsyncIterator[str | ReplyEnd]:
         """Each piece of text as the engine made it, then the end.
@@ -191,8 +254,11 @@ class Reply:
             if self._stop_reason is not None:  # stopped before this task first ran
                 raise asyncio.CancelledError
             limits = self._runner.limits
+            await self._runner.wait_loaded()
             if not self._ticket.granted:
                 await self._ticket.wait(limits.queue_timeout_s)
+            self.granted_at = time.monotonic()
+            self._pulse.fire()
             counter = late_chunk_counter.set(metrics.tokens_after_cancel.inc)
             try:
                 async with asyncio.timeout(limits.request_timeout_s):
@@ -201,7 +267,10 @@ class Reply:
                         previous = time.monotonic()
                         async for chunk in stream:
                             last = chunk
-                            self._accepted.set()
+                            if not self._accepted.is_set():
+                                self.prompt_tokens = chunk.usage.prompt_tokens or None
+                                self._accepted.set()
+                                self._pulse.fire()
                             if not chunk.text:
                                 continue
                             now = time.monotonic()
@@ -243,6 +312,13 @@ class Reply:
             error = GenerationError("the model failed while generating", code="generation_error")
         finally:
             self._ticket.release()
+            if self.granted_at is not None:
+                now = time.monotonic()
+                self._runner.times.add(
+                    now - self.granted_at,
+                    len(self._pieces),
+                    now - first_at if first_at is not None else 0.0,
+                )
         self._ending = True
         await self._finish(last, first_at, error)
 
@@ -256,6 +332,8 @@ class Reply:
         async with self._changed:
             self._pieces.append(text)
             self._changed.notify_all()
+        if len(self._pieces) == 1:
+            self._pulse.fire()
 
     def _end_of(
         self, last: Chunk | None, first_at: float | None, error: ChatbotError | None
@@ -299,6 +377,7 @@ class Reply:
         async with self._changed:
             self.end = end
             self._changed.notify_all()
+        self._pulse.fire()
         if self._sink is not None and self._stop_reason is StopReason.SHUTDOWN:
             # Shutting down: readers hear it at once (the process may be gone before a slow
             # database answers); the text is stored after, as a crash would leave it.
@@ -322,6 +401,80 @@ class ReplyRunner:
         self.limits = limits
         self._replies: set[Reply] = set()
         self._closed = False
+        self.times = ReplyTimes()
+        self._loading: asyncio.Task[None] | None = None
+
+    # -- the model loading in the background (the monolith starts before it is ready) ----------
+    def load_in_background(self, work: Awaitable[None]) -> None:
+        """Replies wait (phase ``loading``) until ``work`` ends; its failure fails them."""
+        self._loading = asyncio.ensure_future(work)
+        self._loading.add_done_callback(self._loaded)
+
+    def _loaded(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("the model failed to load", exc_info=task.exception())
+        for reply in list(self._replies):
+            reply._pulse.fire()
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the model is ready; True when it was loaded before this runner started."""
+        task = self._loading
+        return task is None or (task.done() and not task.cancelled() and not task.exception())
+
+    @property
+    def load_error(self) -> str | None:
+        task = self._loading
+        if task is None or not task.done():
+            return None
+        if task.cancelled():
+            return "loading was cancelled"
+        exc = task.exception()
+        if exc is None:
+            return None
+        return exc.message if isinstance(exc, ChatbotError) else type(exc).__name__
+
+    async def wait_loaded(self) -> None:
+        task = self._loading
+        if task is None:
+            return
+        with contextlib.suppress(BaseException):
+            await asyncio.shield(task)
+        error = self.load_error
+        if error is not None:
+            raise UnavailableError(f"the model failed to load: {error}", code="not_ready")
+
+    # -- how busy it is ------------------------------------------------------------------
+    def estimate_start_s(self, position: int) -> float | None:
+        """Seconds until the reply at queue ``position`` starts (see chatbot.service.waiting)."""
+        now = time.monotonic()
+        speed = self.times.tokens_per_s()
+        running = [  # replies holding a place; one that has not begun yet has run 0 s
+            Running(
+                now - (reply.granted_at or now),
+                None if speed is None else reply.tokens_left() / speed,
+            )
+            for reply in self._replies
+            if reply._ticket.granted and not reply.finished
+        ]
+        return estimate_start_s(
+            position, self.admission.max_concurrent, running, self.times.mean_s()
+        )
+
+    def status(self) -> RunnerStatus:
+        admission = self.admission
+        busy = admission.in_flight >= admission.max_concurrent
+        mean = self.times.mean_s()
+        return RunnerStatus(
+            loaded=self.loaded,
+            running=admission.in_flight,
+            queued=admission.queued,
+            max_concurrent=admission.max_concurrent,
+            max_queued=admission.max_queued,
+            mean_reply_s=None if mean is None else round(mean, 2),
+            estimate_s=self.estimate_start_s(admission.queued + 1) if busy else 0.0,
+            load_error=self.load_error,
+        )
 
     def reserve(self) -> Ticket:
         """A place or a queue slot now; OverloadedError (counted) when full."""
@@ -330,6 +483,14 @@ class ReplyRunner:
             raise UnavailableError("the server is shutting down", code="shutting_down")
         try:
             return self.admission.reserve()
+        except OverloadedError as exc:
+            self.metrics.rejected.labels("overloaded").inc()
+            # Retry-After from the measured estimate when there is one: when a place or a
+            # queue slot is expected to free, within [1, 60] s.
+            estimate = self.estimate_start_s(1)
+            if estimate is not None:
+                exc.retry_after_s = max(1, min(60, math.ceil(estimate)))
+            raise
         except ChatbotError:
             self.metrics.rejected.labels("overloaded").inc()
             raise

@@ -5,9 +5,18 @@ from __future__ import annotations
 import streamlit as st
 
 from chatbot.domain import Conversation, MessageStatus, Role
-from chatbot.errors import ChatbotError, NotFoundError
+from chatbot.errors import ChatbotError, NotFoundError, UnavailableError
 from chatbot.service.protocol import ChatServiceProtocol
-from chatbot.ui import banners, composer, reply_view, sidebar, state, transcript, versions
+from chatbot.ui import (
+    banners,
+    composer,
+    reply_view,
+    sidebar,
+    state,
+    transcript,
+    versions,
+    waiting,
+)
 
 TITLES = {"monolith": "Monolithic ChatBot App", "microservices": "Microservices ChatBot App"}
 
@@ -18,11 +27,16 @@ def render_app(service: ChatServiceProtocol) -> None:
     _header(service)
     action = state.take_action() or composer.read_input()
     conversation = _current_conversation(service, action)
-    sidebar.render(service, conversation)
+    sidebar.render(service, None if isinstance(conversation, ChatbotError) else conversation)
     banners.show_flashes()
-    if conversation is None or conversation.id is None:
+    if isinstance(conversation, ChatbotError):
+        _unreachable(service, conversation)
+        return
+    if conversation.id is None:
         composer.render_draft()
         return
+    state.remember_shown(conversation)
+    waiting.model_loading(service)
     if action is not None:
         transcript.render(transcript.visible_messages(conversation, action), interactive=False)
         reply_view.run_action(service, conversation.id, action)  # ends with a rerun
@@ -35,7 +49,28 @@ def render_app(service: ChatServiceProtocol) -> None:
     )
     if running:
         reply_view.attach(service, conversation.id)
+    banners.show_flashes("composer")
     composer.render_draft()
+
+
+def _unreachable(service: ChatServiceProtocol, error: ChatbotError) -> None:
+    """The service cannot answer: keep the last transcript and the draft, retry by itself.
+
+    One banner says what happened; the page checks the backend every few seconds and redraws
+    itself when it answers. One Retry: the draft's when a message waits, else "Retry now".
+    """
+    shown = state.last_shown()
+    if shown is not None:
+        transcript.render(transcript.visible_messages(shown, None), interactive=False)
+    if isinstance(error, UnavailableError) and waiting.model_loading(service):
+        composer.render_draft()  # the backend loads its model: its progress is the message
+        return
+    banners.show_flashes("composer")
+    banners.render(banners.describe(error))
+    composer.render_draft()
+    if state.draft() is None:
+        st.button("Retry now", key="chatbot.reload", icon=":material/refresh:")
+    waiting.reconnect(service)
 
 
 def _header(service: ChatServiceProtocol) -> None:
@@ -48,8 +83,9 @@ def _header(service: ChatServiceProtocol) -> None:
 
 def _current_conversation(
     service: ChatServiceProtocol, action: state.Action | None
-) -> Conversation | None:
-    """The conversation in the URL, else the newest, else a new one; None when unreachable."""
+) -> Conversation | ChatbotError:
+    """The conversation in the URL, else the newest, else a new one; the error when the
+    service cannot answer (a message being sent is kept as the draft)."""
     try:
         cid = state.current_conversation_id()
         if cid is not None:
@@ -64,9 +100,7 @@ def _current_conversation(
     except ChatbotError as exc:
         if action is not None and action.kind == "send":
             state.keep_draft(action.text)
-        banners.show(exc)
-        st.button("Retry", key="chatbot.reload", icon=":material/refresh:")
-        return None
+        return exc
     state.set_current_conversation(conversation.id)
     return conversation
 

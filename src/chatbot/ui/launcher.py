@@ -2,6 +2,11 @@
 
 Settings travel as ``CHATBOT_*`` variables, the same ones a user would set, so the Streamlit
 process reads them with the same settings models and nothing is parsed twice.
+
+In the monolith the model starts loading when the UI starts, not when the first page opens:
+Streamlit runs the app once, without a browser, for its script health check, and that run
+builds the shared service (whose model loads in the background). A detached helper process
+asks for that check as soon as the server answers.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ import logging
 import os
 import subprocess
 import sys
+import time
 import tomllib
 from enum import Enum
 from pathlib import Path
@@ -62,7 +68,12 @@ def streamlit_flags(ui: UISettings) -> list[str]:
         for section, values in options.items()
         for key, value in values.items()
     ]
-    return [*flags, f"--server.address={ui.ui_host}", f"--server.port={ui.ui_port}"]
+    return [
+        *flags,
+        f"--server.address={ui.ui_host}",
+        f"--server.port={ui.ui_port}",
+        "--server.scriptHealthCheckEnabled=true",
+    ]
 
 
 def _flag_value(value: Any) -> str:
@@ -87,8 +98,46 @@ def launch_ui(ui: UISettings, engine: EngineSettings, store: StoreSettings) -> i
     sys.stdout.flush()
     sys.stderr.flush()
     if os.name == "posix":
+        if not ui.backend_url:
+            _preload_when_up(_local_url(ui))
         os.execve(sys.executable, command, env)  # signals reach Streamlit directly
     try:
         return subprocess.call(command, env=env)
     except KeyboardInterrupt:
         return 0
+
+
+def _local_url(ui: UISettings) -> str:
+    host = "127.0.0.1" if ui.ui_host in ("0.0.0.0", "::", "") else ui.ui_host
+    return f"http://{host}:{ui.ui_port}"
+
+
+PRELOAD_WAIT_S = 120.0
+
+
+def _preload_when_up(url: str) -> None:
+    """Fork a helper (detached: a double fork, so nobody has to reap it) that runs the app
+    once through Streamlit's script health check as soon as the server answers."""
+    child = os.fork()
+    if child:
+        os.waitpid(child, 0)
+        return
+    try:
+        if os.fork() == 0:
+            _preload(url)
+    finally:
+        os._exit(0)
+
+
+def _preload(url: str) -> None:
+    import httpx
+
+    deadline = time.monotonic() + PRELOAD_WAIT_S
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/_stcore/health", timeout=2).status_code == 200:
+                httpx.get(f"{url}/_stcore/script-health-check", timeout=PRELOAD_WAIT_S)
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)

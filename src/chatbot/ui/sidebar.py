@@ -98,6 +98,7 @@ def _importer(service: ChatServiceProtocol) -> None:
         max_upload_size=IMPORT_MAX_MB,
         help="A file downloaded here (CSV or JSON), or the seed app's CSV",
     )
+    banners.show_flashes("import")  # what became of the last import, next to its control
     if upload is None:
         return
     state.reset_uploader()
@@ -106,12 +107,14 @@ def _importer(service: ChatServiceProtocol) -> None:
         text = upload.getvalue().decode("utf-8-sig")
         imported = service.import_conversation(text, fmt)
     except UnicodeDecodeError:
-        state.flash(state.Banner("warning", f"{upload.name} is not a UTF-8 text file."))
+        state.flash(
+            state.Banner("warning", f"{upload.name} is not a UTF-8 text file.", place="import")
+        )
     except ChatbotError as exc:
-        state.flash(banners.describe(exc))
+        state.flash(banners.describe(exc, place="import"))
     else:
         state.set_current_conversation(imported.id)
-        state.flash(state.Banner("success", f"Imported {upload.name}.", "✅"))
+        state.flash(state.Banner("success", f"Imported {upload.name}.", "✅", place="import"))
     st.rerun()
 
 

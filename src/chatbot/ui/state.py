@@ -11,6 +11,8 @@ from typing import Literal
 
 import streamlit as st
 
+from chatbot.domain import Conversation
+
 CONVERSATION_PARAM = "c"
 _ACTION = "chatbot.action"
 _DRAFT = "chatbot.draft"
@@ -18,9 +20,13 @@ DRAFT_BOX = "chatbot.draft_box"
 _FLASH = "chatbot.flash"
 _EDITING = "chatbot.editing"
 _UPLOADS = "chatbot.uploads"
+_SHOWN = "chatbot.shown_conversation"
+_LOADING_SINCE = "chatbot.loading_since"
 
 ActionKind = Literal["send", "regenerate", "edit"]
 Level = Literal["error", "warning", "info", "success"]
+# Where a banner shows: at the top of the page, next to the message box, by the import control.
+Place = Literal["top", "composer", "import"]
 
 
 @dataclass(frozen=True)
@@ -76,6 +82,8 @@ class Banner:
     level: Level
     text: str
     icon: str = "⚠️"
+    place: Place = "top"
+    details: str | None = None  # technical words, behind an expander
 
 
 def flash(banner: Banner) -> None:
@@ -83,9 +91,35 @@ def flash(banner: Banner) -> None:
     st.session_state.setdefault(_FLASH, []).append(banner)
 
 
-def take_flashes() -> list[Banner]:
-    items = st.session_state.pop(_FLASH, [])
-    return list(items) if isinstance(items, list) else []
+def take_flashes(place: Place = "top") -> list[Banner]:
+    """The banners waiting for ``place``; the others stay for their own place."""
+    items = st.session_state.get(_FLASH, [])
+    items = list(items) if isinstance(items, list) else []
+    taken = [b for b in items if isinstance(b, Banner) and b.place == place]
+    st.session_state[_FLASH] = [b for b in items if b not in taken]
+    return taken
+
+
+def remember_shown(conversation: Conversation) -> None:
+    """The conversation last drawn, to keep it on screen while the backend cannot be reached."""
+    st.session_state[_SHOWN] = conversation
+
+
+def last_shown() -> Conversation | None:
+    value = st.session_state.get(_SHOWN)
+    if isinstance(value, Conversation) and value.id == current_conversation_id():
+        return value
+    return None
+
+
+def loading_since(now: float) -> float:
+    """When this page first saw the model loading (its progress counts from there)."""
+    value = st.session_state.setdefault(_LOADING_SINCE, now)
+    return float(value)
+
+
+def loading_done() -> None:
+    st.session_state.pop(_LOADING_SINCE, None)
 
 
 def editing() -> str | None:

@@ -30,7 +30,7 @@ def service_from_environment() -> ChatServiceProtocol:
     return _shared_service(ui.backend_url, key.get_secret_value() if key else None)
 
 
-@st.cache_resource(show_spinner="Loading the model…")
+@st.cache_resource(show_spinner="Starting the chat service…")
 def _shared_service(backend_url: str | None, api_key: str | None) -> ChatServiceProtocol:
     if backend_url:
         from chatbot.service.http import HttpChatService
@@ -40,6 +40,11 @@ def _shared_service(backend_url: str | None, api_key: str | None) -> ChatService
     from chatbot.service.portal import PortalChatService
 
     logger.info("UI runs the model in process")
+    # The model loads in the background: the page shows its progress instead of a spinner.
     return PortalChatService.open(
-        load(EngineSettings), load(StoreSettings), load(LimitSettings), load(ServerSettings)
+        load(EngineSettings),
+        load(StoreSettings),
+        load(LimitSettings),
+        load(ServerSettings),
+        background=True,
     )

@@ -11,6 +11,7 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
+from sse_starlette import ServerSentEvent
 
 from chatbot.api.error_handlers import body_of
 from chatbot.api.limits import check_messages
@@ -30,13 +31,21 @@ from chatbot.api.openai.protocol import (
 )
 from chatbot.api.openai.response_format import json_schema_of
 from chatbot.api.openai.tools import ToolPlan, history_text, plan_tools
-from chatbot.api.streaming import DONE, compact, event_stream, one_shot_events, one_shot_text
+from chatbot.api.streaming import (
+    DONE,
+    compact,
+    event_stream,
+    one_shot_events,
+    one_shot_text,
+    wait_comment,
+)
 from chatbot.config import LimitSettings
 from chatbot.domain import FinishReason, GenerationParams, Message, ReplyStats, Role
 from chatbot.engine.constraints import compile_json_schema
 from chatbot.errors import InvalidRequestError
 from chatbot.service.params import resolve_params
 from chatbot.service.runner import Reply, ReplyRunner, StopReason
+from chatbot.service.waiting import WaitState
 
 logger = logging.getLogger(__name__)
 
@@ -260,7 +269,7 @@ async def _stream(
     model: str,
     include_usage: bool,
     tools: ToolPlan | None = None,
-) -> AsyncIterator[str]:
+) -> AsyncIterator[str | ServerSentEvent]:
     def chunk(delta: Delta, reason: str | None = None) -> str:
         body = ChatCompletionChunk(
             id=completion_id,
@@ -276,6 +285,9 @@ async def _stream(
     sent_role = False
     splitter = _ToolCallSplitter(tools) if tools is not None else None
     async for item in one_shot_events(reply):
+        if isinstance(item, WaitState):  # queued or loading: a comment before the first chunk
+            yield wait_comment(item)
+            continue
         if not sent_role:
             sent_role = True
             yield chunk(Delta(role="assistant", content=""))

@@ -10,12 +10,14 @@ from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 
 import chatbot
 from chatbot.api.deps import LimitsDep, ModelNameDep, RuntimeDep
 from chatbot.api.error_handlers import error_body
 from chatbot.api.openai.protocol import ErrorResponse
 from chatbot.service.params import ServiceLimits
+from chatbot.service.waiting import RunnerStatus
 
 router = APIRouter(tags=["probes"])
 
@@ -59,3 +61,45 @@ async def info(model: ModelNameDep, limits: LimitsDep) -> dict[str, Any]:
         "version": chatbot.__version__,
         "limits": asdict(ServiceLimits.of(limits)),
     }
+
+
+class ServerStatus(BaseModel):
+    """How busy the server is now; the UI's waiting states read it (``GET /v1/status``)."""
+
+    model: str
+    loaded: bool = Field(description="whether the model is loaded and warm")
+    running: int = Field(description="replies holding a generation place")
+    queued: int = Field(description="replies waiting for a place")
+    max_concurrent: int = Field(description="generation places (CHATBOT_MAX_CONCURRENT_REQUESTS)")
+    max_queued: int = Field(description="queue slots (CHATBOT_MAX_QUEUED_REQUESTS)")
+    mean_reply_s: float | None = Field(
+        description="mean seconds the last 20 replies held a place; null before the first"
+    )
+    estimate_s: float | None = Field(
+        description="estimated seconds until a reply sent now starts generating (0 when a "
+        "place is free; null before the first reply is measured)"
+    )
+    load_error: str | None = Field(default=None, description="why the model failed to load")
+
+
+@info_router.get("/status", response_model=ServerStatus)
+async def status(runtime: RuntimeDep, model: ModelNameDep) -> ServerStatus:
+    """Whether the model is loaded, replies running and queued, and the wait estimate.
+
+    Answers while the model loads (``loaded: false``), unlike the routes that need it.
+    """
+    if runtime.runner is not None and runtime.ready.is_set():
+        now = runtime.runner.status()
+    else:
+        server = runtime.server
+        now = RunnerStatus(
+            loaded=False,
+            running=0,
+            queued=0,
+            max_concurrent=server.max_concurrent_requests,
+            max_queued=server.max_queued_requests,
+            mean_reply_s=None,
+            estimate_s=None,
+            load_error=runtime.startup_error,
+        )
+    return ServerStatus(model=model, **asdict(now))

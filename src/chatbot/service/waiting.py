@@ -1,0 +1,135 @@
+"""Why a reply has no text yet, and for about how long: what the service tells a waiting user.
+
+The estimate comes from what the server measured, not from settings: each reply's time in a
+generation place (from getting the place to its end) and its decoding speed go into a window of
+the last :data:`WINDOW` replies; their mean is the expected time a place is held, and their
+tokens per second bound how long a running reply can still take (its tokens left to the limit
+over that speed). To estimate when a queued reply at position ``p`` starts,
+:func:`estimate_start_s` plays the queue forward: each of the ``C`` places frees when its
+running reply is expected to end (the mean minus the time it has run, but never later than its
+token budget allows; once past the mean, its token budget; at once for an idle place); the
+``p - 1`` replies ahead each take the place that frees first and hold it for the mean; the reply
+starts when the next place frees. No estimate (``None``) until one reply has been measured: a
+guess would be worse than none.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from chatbot.domain import WaitPhase
+
+WINDOW = 20
+# Prompts at least this long get a "reading your message" notice before their first token.
+READING_NOTICE_TOKENS = 256
+# How often a waiting reply's estimate is sent again while nothing else changes.
+WAIT_TICK_S = 1.0
+
+
+@dataclass(frozen=True)
+class WaitState:
+    """One ``waiting`` event's content."""
+
+    phase: WaitPhase
+    queue_position: int | None = None
+    eta_s: float | None = None
+    prompt_tokens: int | None = None
+
+
+@dataclass(frozen=True)
+class RunnerStatus:
+    """The server's load now, for ``GET /v1/status`` and the UI's start page."""
+
+    loaded: bool
+    running: int
+    queued: int
+    max_concurrent: int
+    max_queued: int
+    mean_reply_s: float | None
+    estimate_s: float | None  # until a new reply would start generating
+    load_error: str | None = None
+
+
+@dataclass(frozen=True)
+class Running:
+    """A reply holding a place: how long it has run, and at most how long it can still take."""
+
+    elapsed_s: float
+    budget_left_s: float | None = None  # tokens left to its limit / measured speed
+
+
+class ReplyTimes:
+    """What recent replies measured (the last :data:`WINDOW`): time in a place, speed."""
+
+    def __init__(self, window: int = WINDOW) -> None:
+        self._seconds: deque[float] = deque(maxlen=window)
+        self._decoding: deque[tuple[int, float]] = deque(maxlen=window)
+
+    def add(self, seconds: float, tokens: int = 0, decoding_s: float = 0.0) -> None:
+        """One reply: seconds it held its place; tokens made in ``decoding_s`` after the first."""
+        self._seconds.append(max(0.0, seconds))
+        if tokens > 1 and decoding_s > 0:
+            self._decoding.append((tokens - 1, decoding_s))
+
+    def mean_s(self) -> float | None:
+        if not self._seconds:
+            return None
+        return sum(self._seconds) / len(self._seconds)
+
+    def tokens_per_s(self) -> float | None:
+        seconds = sum(s for _, s in self._decoding)
+        if seconds <= 0:
+            return None
+        return sum(t for t, _ in self._decoding) / seconds
+
+
+def estimate_start_s(
+    position: int, places: int, running: Iterable[Running], mean_s: float | None
+) -> float | None:
+    """Seconds until the reply at queue ``position`` (1 = next) gets a place; see the module."""
+    if mean_s is None:
+        return None
+    if position < 1:
+        return 0.0
+    free_at = sorted(_left_s(reply, mean_s) for reply in running)[:places]
+    free_at += [0.0] * (places - len(free_at))
+    heapq.heapify(free_at)
+    for _ in range(position - 1):
+        heapq.heappush(free_at, heapq.heappop(free_at) + mean_s)
+    return round(free_at[0], 1)
+
+
+def _left_s(reply: Running, mean_s: float) -> float:
+    budget = reply.budget_left_s
+    if reply.elapsed_s < mean_s:
+        left = mean_s - reply.elapsed_s
+        return left if budget is None else min(left, budget)
+    return max(0.0, budget or 0.0)
+
+
+class Pulse:
+    """Wakes every task waiting on it; sync code may fire it (on the same event loop).
+
+    A fresh future per round, so any number of readers wait without missing a firing that
+    happens while they wait (one that happens between their waits is caught by the timeout).
+    """
+
+    def __init__(self) -> None:
+        self._future: asyncio.Future[None] | None = None
+
+    def fire(self) -> None:
+        if self._future is not None and not self._future.done():
+            self._future.set_result(None)
+        self._future = None
+
+    async def wait(self, timeout_s: float) -> None:
+        """Until the next firing, or ``timeout_s``."""
+        if self._future is None:
+            self._future = asyncio.get_running_loop().create_future()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(self._future), timeout_s)

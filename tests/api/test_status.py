@@ -1,0 +1,149 @@
+"""``GET /v1/status`` and the wait before the first token, over real HTTP.
+
+The in-process tier checks the route and its schema; the real-server tier runs ``chatbot serve``
+with one generation place and watches a queued request: an SSE comment with its place in the
+queue before its first chunk (the official ``openai`` client reads past it), ``waiting`` events
+on the conversation stream, and the status route counting both.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import openai
+import pytest
+from fastapi.testclient import TestClient
+
+from chatbot.domain import GenerationParams, ReplyEventType, WaitPhase
+from chatbot.service.http import HttpChatService
+from tests.fixtures.servers import BackendProcess
+
+LONG = {"role": "user", "content": "Count from 1 to 300, one number per line."}
+
+
+def test_status_answers_with_the_documented_shape(client: TestClient) -> None:
+    response = client.get("/v1/status")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["loaded"] is True
+    assert body["running"] == 0 and body["queued"] == 0
+    assert body["max_concurrent"] >= 1 and body["estimate_s"] == 0.0
+    assert body["mean_reply_s"] is None  # nothing measured yet
+    schema = client.get("/openapi.json").json()
+    answer = schema["paths"]["/v1/status"]["get"]["responses"]["200"]
+    assert answer["content"]["application/json"]["schema"]["$ref"].endswith("/ServerStatus")
+    client.post("/v1/chat/completions", json={"messages": [LONG], "max_tokens": 2})
+    assert client.get("/v1/status").json()["mean_reply_s"] is not None
+
+
+def _stream_lines(
+    url: str, body: dict[str, Any], lines: list[str], started: threading.Event
+) -> None:
+    with httpx.stream("POST", f"{url}/v1/chat/completions", json=body, timeout=120) as response:
+        for line in response.iter_lines():
+            lines.append(line)
+            if line.startswith("data:"):
+                started.set()
+
+
+@pytest.mark.slow
+def test_a_queued_request_hears_its_place_before_its_first_token(
+    start_backend: Callable[..., BackendProcess],
+) -> None:
+    backend = start_backend(
+        wait_ready=False,
+        CHATBOT_MAX_CONCURRENT_REQUESTS="1",
+        CHATBOT_MAX_QUEUED_REQUESTS="3",
+        CHATBOT_MAX_TOKENS_CAP="600",
+    )
+    seen_loading = False
+    deadline = time.monotonic() + 180
+    while True:  # the status route answers while the model loads
+        try:
+            status = httpx.get(f"{backend.url}/v1/status", timeout=2).json()
+        except httpx.HTTPError:
+            status = None
+        if status is not None:
+            if status["loaded"]:
+                break
+            seen_loading = True
+        assert time.monotonic() < deadline, backend.log()
+        time.sleep(0.05)
+    backend.wait_ready()
+    # One measured reply, so the estimate has a basis.
+    httpx.post(
+        f"{backend.url}/v1/chat/completions", json={"messages": [LONG], "max_tokens": 8}, timeout=60
+    )
+
+    running_lines: list[str] = []
+    running_started = threading.Event()
+    runner = threading.Thread(
+        target=_stream_lines,
+        args=(
+            backend.url,
+            {"messages": [LONG], "max_tokens": 500, "stream": True},
+            running_lines,
+            running_started,
+        ),
+    )
+    runner.start()
+    assert running_started.wait(60)
+
+    queued_lines: list[str] = []
+    queued_started = threading.Event()
+    queued = threading.Thread(
+        target=_stream_lines,
+        args=(
+            backend.url,
+            {"messages": [LONG], "max_tokens": 4, "stream": True},
+            queued_lines,
+            queued_started,
+        ),
+    )
+    queued.start()
+    time.sleep(0.1)
+
+    http = HttpChatService(backend.url)
+    conversation = http.create_conversation(params=GenerationParams(max_new_tokens=4))
+    assert conversation.id is not None
+    events: list[Any] = []
+    texts: list[str] = []
+
+    def converse() -> None:
+        events.extend(http.send_message(conversation.id or "", "Hi"))
+
+    def official() -> None:
+        client = openai.OpenAI(base_url=f"{backend.url}/v1", api_key="unused", max_retries=0)
+        stream = client.chat.completions.create(
+            model="any", messages=[{"role": "user", "content": "Hi"}], max_tokens=4, stream=True
+        )
+        texts.append("".join(c.choices[0].delta.content or "" for c in stream if c.choices))
+
+    others = [threading.Thread(target=converse), threading.Thread(target=official)]
+    for thread in others:
+        thread.start()
+    time.sleep(0.2)
+    status = httpx.get(f"{backend.url}/v1/status").json()
+    for thread in (runner, queued, *others):
+        thread.join(120)
+    http.close()
+
+    assert seen_loading, "the status route said loaded: false while the model loaded"
+    assert status["loaded"] and status["running"] == 1 and status["queued"] >= 1
+    assert status["estimate_s"] is not None and status["estimate_s"] > 0
+    first_data = next(i for i, line in enumerate(queued_lines) if line.startswith("data:"))
+    comments = [line for line in queued_lines[:first_data] if line.startswith(": waiting ")]
+    assert comments, queued_lines[:first_data]
+    wait = json.loads(comments[0].removeprefix(": waiting "))
+    assert wait["phase"] == "queued" and wait["queue_position"] == 1
+    assert wait["eta_s"] > 0
+    assert "data: [DONE]" in queued_lines
+    waits = [e for e in events if e.type is ReplyEventType.WAITING]
+    assert waits and waits[0].phase is WaitPhase.QUEUED and waits[0].queue_position
+    assert events[-1].type is ReplyEventType.DONE
+    assert texts and texts[0]  # the official client reads past the comments
