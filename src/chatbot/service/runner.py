@@ -101,6 +101,7 @@ class Reply:
         self._accepted = asyncio.Event()
         self._stop_reason: StopReason | None = None
         self.arrived = time.monotonic()
+        self.granted_at: float | None = None  # when it got a place, after any wait in the queue
         self._task = asyncio.get_running_loop().create_task(self._run(), name=f"reply-{endpoint}")
 
     # -- control ---------------------------------------------------------------------------
@@ -189,6 +190,7 @@ class Reply:
             limits = self._runner.limits
             if not self._ticket.granted:
                 await self._ticket.wait(limits.queue_timeout_s)
+            self.granted_at = time.monotonic()
             counter = late_chunk_counter.set(metrics.tokens_after_cancel.inc)
             try:
                 async with asyncio.timeout(limits.request_timeout_s):
@@ -269,6 +271,7 @@ class Reply:
             duration_s=round(time.monotonic() - self.arrived, 4),
             dropped_messages=last.dropped_messages if last else 0,
             finish_reason=finish,
+            queued_s=round(self.granted_at - self.arrived, 4) if self.granted_at else None,
         )
         return ReplyEnd(status, stats, error)
 

@@ -7,7 +7,7 @@ import streamlit as st
 from chatbot.domain import Conversation, MessageStatus, Role
 from chatbot.errors import ChatbotError, NotFoundError
 from chatbot.service.protocol import ChatServiceProtocol
-from chatbot.ui import banners, composer, reply_view, sidebar, state, transcript
+from chatbot.ui import banners, composer, live, reply_view, sidebar, state, transcript
 
 TITLES = {"monolith": "Monolithic ChatBot App", "microservices": "Microservices ChatBot App"}
 
@@ -24,14 +24,17 @@ def render_app(service: ChatServiceProtocol) -> None:
         composer.render_draft()
         return
     if action is not None:
-        transcript.render(transcript.visible_messages(conversation, action), interactive=False)
+        messages = transcript.visible_messages(conversation, action)
+        transcript.render(messages, interactive=False, hint=False)  # a message is on its way
         reply_view.run_action(service, conversation.id, action)  # ends with a rerun
         return
     running = _maybe_running(conversation)
     transcript.render(transcript.visible_messages(conversation, None), interactive=not running)
     if running:
-        reply_view.attach(service, conversation.id)
+        reply_view.attach(service, conversation.id)  # ends with a rerun when the reply ends
     composer.render_draft()
+    if not running:
+        live.follow(service, conversation)
 
 
 def _header(service: ChatServiceProtocol) -> None:

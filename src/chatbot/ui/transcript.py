@@ -1,4 +1,4 @@
-"""The conversation so far: a bubble per message, stats under replies, edit and regenerate."""
+"""The conversation so far: a bubble per message, stats under replies, edit, regenerate, copy."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import streamlit as st
 
 from chatbot.domain import Conversation, Message, MessageStatus, Role
 from chatbot.ui import state
+from chatbot.ui.copying import copy_control
 from chatbot.ui.text import safe_markdown, stats_caption
 
 REGENERATE_KEY = "chatbot.regenerate"
@@ -26,10 +27,14 @@ def visible_messages(conversation: Conversation, action: state.Action | None) ->
     return messages
 
 
-def render(messages: list[Message], *, interactive: bool) -> None:
-    """Draw the messages; ``interactive`` adds edit and regenerate (not while a reply runs)."""
+def render(messages: list[Message], *, interactive: bool, hint: bool = True) -> None:
+    """Draw the messages; ``interactive`` adds edit and regenerate (not while a reply runs).
+
+    ``hint``: the empty-state hint when there are no messages (not while the first one is sent).
+    """
     if not messages:
-        _empty_state()
+        if hint:
+            _empty_state()
         return
     last_assistant = max(
         (i for i, m in enumerate(messages) if m.role is Role.ASSISTANT), default=None
@@ -55,16 +60,24 @@ def _user_message(message: Message, *, interactive: bool) -> None:
             _edit_box(message, message.id)
             return
         st.markdown(safe_markdown(message.content))
-        if interactive and message.id is not None:
-            st.button(
-                "Edit",
-                key=f"chatbot.edit.{message.id}",
-                icon=":material/edit:",
-                type="tertiary",
-                help="Edit this message and answer it again",
-                on_click=state.set_editing,
-                args=(message.id,),
-            )
+        if message.id is None:
+            return
+        with st.container(horizontal=True, gap="small"):
+            copy_control(message.content, message.id)
+            if interactive:
+                _edit_button(message.id)
+
+
+def _edit_button(message_id: str) -> None:
+    st.button(
+        "Edit",
+        key=f"chatbot.edit.{message_id}",
+        icon=":material/edit:",
+        type="tertiary",
+        help="Edit this message and answer it again",
+        on_click=state.set_editing,
+        args=(message_id,),
+    )
 
 
 def _edit_box(message: Message, message_id: str) -> None:
@@ -97,13 +110,16 @@ def _assistant_message(message: Message, *, regenerate: bool) -> None:
         caption = stats_caption(message)
         if caption:
             st.caption(caption)
-        if regenerate:
-            st.button(
-                "Regenerate",
-                key=REGENERATE_KEY,
-                icon=":material/refresh:",
-                type="tertiary",
-                help="Answer the last message again",
-                on_click=state.request,
-                args=(state.Action("regenerate"),),
-            )
+        with st.container(horizontal=True, gap="small"):
+            if message.content and message.id is not None:
+                copy_control(message.content, message.id)
+            if regenerate:
+                st.button(
+                    "Regenerate",
+                    key=REGENERATE_KEY,
+                    icon=":material/refresh:",
+                    type="tertiary",
+                    help="Answer the last message again",
+                    on_click=state.request,
+                    args=(state.Action("regenerate"),),
+                )
