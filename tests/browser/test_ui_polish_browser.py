@@ -170,3 +170,20 @@ def test_safe_rendering_copy_and_a_second_tab(
     code.get_by_role("button", name="Copy to clipboard").click()
     assert page.evaluate("navigator.clipboard.readText()").strip() == "print('hi')"
     assert image_server.paths == [], image_server.paths
+
+    # The sidebar: grouped by date, searchable; Delete asks before it deletes.
+    sidebar = page.get_by_test_id("stSidebar")
+    expect(sidebar.get_by_text("Today", exact=True)).to_be_visible()
+    # Listed conversations other than the current one are tertiary buttons.
+    blank = sidebar.get_by_test_id("stBaseButton-tertiary").filter(has_text="New conversation")
+    if name == "monolith":  # a fresh UI: the blank conversation opened at the start is listed
+        expect(blank).to_have_count(1)
+    sidebar.get_by_placeholder("Search titles").fill("look")
+    sidebar.get_by_placeholder("Search titles").press("Enter")
+    expect(blank).to_have_count(0, timeout=30_000)
+    expect(sidebar.get_by_role("button", name=re.compile(r"^Look: "))).to_have_count(1)
+    sidebar.get_by_role("button", name="Delete conversation").click()
+    expect(page.get_by_role("button", name="Delete for good")).to_be_visible()
+    page.screenshot(path=str(shots / f"sidebar-search-and-delete-{name}.png"))
+    page.keyboard.press("Escape")
+    expect(bubbles).to_have_count(4)  # nothing deleted without the second click
