@@ -9,7 +9,7 @@ TEST_STAMP := $(VENV)/.installed-test
 LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
 PYTEST_ARGS ?=
 
-.PHONY: install install-test run services serve test test-fast soak lint typecheck system-deps bench clean
+.PHONY: install install-test ui-deps run services serve test test-fast soak lint typecheck system-deps bench clean
 
 install: $(STAMP)
 
@@ -30,14 +30,30 @@ $(TEST_STAMP): $(STAMP)
 	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PIP) install --quiet "llama-cpp-python>=0.3"
 	touch $@
 
-run: install
+# The UI's one need beyond Python: the emoji font of its labels (Debian/Ubuntu package), on the
+# machine whose browser shows the page. Never fatal: without it emoji show as boxes.
+EMOJI_FONT := /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf
+ui-deps:
+	@if [ -e $(EMOJI_FONT) ]; then :; \
+	elif command -v apt-get >/dev/null; then \
+		echo "installing the emoji font the UI uses (Debian package fonts-noto-color-emoji)"; \
+		SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+		{ $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+			$$SUDO apt-get install -y -qq fonts-noto-color-emoji; } \
+		|| echo "fonts-noto-color-emoji not installed: emoji in the UI may show as boxes"; \
+	else \
+		echo "no apt-get here: install an emoji font (Noto Color Emoji) for the UI's labels"; \
+	fi
+
+# The monolith UI; its log says where to open the page (http://127.0.0.1:8501 by default).
+run: install ui-deps
 	$(BIN)/chatbot ui
 
 serve: install
 	$(BIN)/chatbot serve
 
 # The microservices deployment on one host: the backend, then the UI talking to it over HTTP.
-services: install
+services: install ui-deps
 	$(BIN)/chatbot serve --port 8000 & BACKEND=$$!; \
 	trap 'kill $$BACKEND 2>/dev/null' EXIT INT TERM; \
 	$(BIN)/chatbot ui --backend http://127.0.0.1:8000

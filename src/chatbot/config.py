@@ -159,6 +159,12 @@ class LimitSettings(BaseSettings):
     default_max_tokens: int = Field(
         default=256, ge=1, le=131_072, description="Reply length when a request names none."
     )
+    default_temperature: float = Field(
+        default=0.7,
+        ge=0.0,
+        le=2.0,
+        description="Temperature of a new conversation that names none (0 is greedy).",
+    )
     max_messages: int = Field(
         default=1000, ge=1, le=100_000, description="Most messages in one request."
     )

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 
 import pytest
 
+from chatbot.config import LimitSettings
 from chatbot.domain import (
     ExportFormat,
     GenerationParams,
@@ -50,6 +51,19 @@ def test_identity(chat_service: ChatServiceProtocol) -> None:
     assert isinstance(chat_service, ChatServiceProtocol)
     assert chat_service.deployment in ("monolith", "microservices")
     assert "SmolLM2" in chat_service.model_id
+
+
+def test_new_conversations_sample_and_greedy_stays_available(
+    chat_service: ChatServiceProtocol,
+) -> None:
+    default = LimitSettings.model_fields["default_temperature"].default
+    assert default > 0  # Regenerate gives another answer
+    assert chat_service.create_conversation(params=SHORT).params.temperature == default
+    assert chat_service.create_conversation().params.temperature == default
+    greedy = chat_service.create_conversation(params=SHORT.model_copy(update={"temperature": 0}))
+    assert greedy.params.greedy and greedy.params.max_new_tokens == 6
+    stored = chat_service.get_conversation(greedy.id or "")
+    assert stored.params.greedy
 
 
 def test_create_list_get_rename_delete(chat_service: ChatServiceProtocol) -> None:

@@ -56,3 +56,22 @@ def test_early_readers_get_pieces_late_readers_catch_up_in_one(
     assert len(early) > 3, "an early reader gets the reply piece by piece"
     assert "".join(early) == text
     assert late == [text]
+
+
+def test_time_in_the_queue_is_counted_apart_from_generation(
+    embedded_engine: TransformersEngine,
+) -> None:
+    async def scenario() -> tuple[ReplyEnd, ReplyEnd]:
+        runner, _ = _runner(embedded_engine)
+        params = GenerationParams(max_new_tokens=16, temperature=0)
+        first = runner.start(HI, params, endpoint="test")
+        second = runner.start(HI, params, endpoint="test")  # waits for the one place
+        return await first.wait_finished(), await second.wait_finished()
+
+    first, second = run_async(scenario())
+    assert first.stats.queued_s is not None and first.stats.queued_s < 0.1
+    assert second.stats.queued_s is not None and first.stats.duration_s is not None
+    # The second waited about as long as the first took; its speed leaves that wait out.
+    assert second.stats.queued_s > 0.5 * first.stats.duration_s
+    assert second.stats.generation_s is not None and second.stats.duration_s is not None
+    assert second.stats.generation_s < second.stats.duration_s - 0.5 * first.stats.duration_s

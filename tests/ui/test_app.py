@@ -127,7 +127,50 @@ def test_switch_rename_and_delete_conversations(ui_service: ChatServiceProtocol)
     ids = {s.id for s in ui_service.list_conversations()}
     assert second.id not in ids and first.id in ids
     at.button(key=NEW_KEY).click().run()
-    assert len(ui_service.list_conversations()) == len(ids) + 1
+    blank_id = _current_id(at)
+    assert blank_id != first.id
+    blank = ui_service.get_conversation(blank_id)
+    assert blank.messages == () and blank.title == "New conversation"
+    count = len(ui_service.list_conversations(limit=200))
+    at.button(key=NEW_KEY).click().run()  # still blank: reused, not another one
+    assert _current_id(at) == blank_id
+    assert len(ui_service.list_conversations(limit=200)) == count
+
+
+def _current_id(at: Any) -> str:
+    value = at.query_params["c"]
+    return str(value[0] if isinstance(value, list) else value)
+
+
+def test_title_box_follows_the_stored_title(ui_service: ChatServiceProtocol) -> None:
+    conversation = ui_service.create_conversation(params=SHORT)
+    cid = conversation.id or ""
+    at = new_app(ui_service, conversation).run()
+    assert at.text_input(key=f"chatbot.title.{cid}").value == "New conversation"
+    at.chat_input[0].set_value("Plan a picnic").run()
+    assert ui_service.get_conversation(cid).title == "Plan a picnic"
+    assert at.text_input(key=f"chatbot.title.{cid}").value == "Plan a picnic"
+    ui_service.update_conversation(cid, title="Picnic (renamed elsewhere)")
+    at.run()
+    assert at.text_input(key=f"chatbot.title.{cid}").value == "Picnic (renamed elsewhere)"
+
+
+def test_messages_have_copy_controls_and_delete_asks_first(
+    ui_service: ChatServiceProtocol,
+) -> None:
+    conversation = ui_service.create_conversation(params=SHORT)
+    cid = conversation.id or ""
+    at = new_app(ui_service, conversation).run()
+    assert "Type a message below" in at.markdown[0].value  # the empty-state hint
+    at.chat_input[0].set_value("Copy **this**").run()
+    assert not any("Type a message below" in m.value for m in at.markdown)
+    stored = ui_service.get_conversation(cid).messages
+    # Each bubble's Copy shows the exact text (Markdown source) in a code box with a copy button.
+    codes = [c.value for c in at.code]
+    assert codes == [stored[0].content, stored[1].content]
+    delete = at.button(key=DELETE_KEY)
+    assert delete.label == "Delete for good"  # inside the "Delete conversation" popover
+    assert ui_service.get_conversation(cid).id == cid  # nothing deleted until that click
 
 
 def test_stop_ends_the_reply_and_keeps_its_text(ui_service: ChatServiceProtocol) -> None:
@@ -173,6 +216,13 @@ def test_a_new_page_attaches_to_a_reply_in_progress(ui_service: ChatServiceProto
     bubbles = _bubbles(at)
     assert bubbles[-1][0] == "assistant"
     assert bubbles[-1][1].strip()
+    # Once the attached reply ends the page redraws it as stored, Edit and Regenerate included.
+    assert at.button(key=REGENERATE_KEY).label == "Regenerate"
+    assert at.button(key=f"chatbot.edit.{stored_user_id(ui_service, cid)}").label == "Edit"
+
+
+def stored_user_id(service: ChatServiceProtocol, cid: str) -> str:
+    return next(m.id or "" for m in service.get_conversation(cid).messages if m.role is Role.USER)
 
 
 def _closed_port() -> int:

@@ -71,12 +71,23 @@ class ReplyStats(BaseModel):
     duration_s: float | None = None
     dropped_messages: int = 0
     finish_reason: FinishReason | None = None
+    queued_s: float | None = Field(
+        default=None, description="Seconds waiting for a place before the model started."
+    )
+
+    @property
+    def generation_s(self) -> float | None:
+        """Seconds the model worked on the reply: the wait for a place is not its speed."""
+        if not self.duration_s:
+            return None
+        return max(self.duration_s - (self.queued_s or 0.0), 0.0) or None
 
     @property
     def tokens_per_second(self) -> float | None:
-        if not self.duration_s or self.completion_tokens < 1:
+        seconds = self.generation_s
+        if not seconds or self.completion_tokens < 1:
             return None
-        return self.completion_tokens / self.duration_s
+        return self.completion_tokens / seconds
 
 
 class Message(BaseModel):

@@ -308,5 +308,5 @@ def _fields(
     if system_prompt is not None:
         body["system_prompt"] = system_prompt
     if params is not None:
-        body["params"] = params.model_dump(mode="json")
+        body["params"] = params.model_dump(mode="json", exclude_unset=True)  # as in process
     return body

@@ -49,7 +49,12 @@ from chatbot.errors import (
 from chatbot.service import cursor
 from chatbot.service.admission import AdmissionControl
 from chatbot.service.metrics import Metrics
-from chatbot.service.params import ServiceLimits, resolve_params, stored_params
+from chatbot.service.params import (
+    ServiceLimits,
+    conversation_params,
+    resolve_params,
+    stored_params,
+)
 from chatbot.service.runner import Reply, ReplyEnd, ReplyLimits, ReplyRunner, StopReason
 from chatbot.service.waiting import RunnerStatus
 from chatbot.store import ConversationStore, ReplyStart
@@ -218,7 +223,7 @@ class ChatService:
             lambda: self._store.create_conversation(
                 title=self._valid_title(title),
                 system_prompt=self._valid_system_prompt(system_prompt),
-                params=resolve_params(params, self._limits, param="params.max_new_tokens"),
+                params=conversation_params(params, self._limits),
             )
         )
 

@@ -57,6 +57,15 @@ def resolve_params(
     return params
 
 
+def conversation_params(params: GenerationParams | None, limits: LimitSettings) -> GenerationParams:
+    """A new conversation's parameters: as :func:`resolve_params`, and the server's default
+    temperature when none is named, so Regenerate gives another answer (0 stays greedy)."""
+    params = resolve_params(params, limits, param="params.max_new_tokens")
+    if "temperature" in params.model_fields_set:
+        return params
+    return params.model_copy(update={"temperature": limits.default_temperature})
+
+
 def stored_params(params: GenerationParams, limits: LimitSettings) -> GenerationParams:
     """Parameters kept with a conversation, capped by today's limit."""
     if params.max_new_tokens <= limits.max_tokens_cap:

@@ -124,7 +124,7 @@ class Reply:
         self._accepted = asyncio.Event()
         self._stop_reason: StopReason | None = None
         self.arrived = time.monotonic()
-        self.granted_at: float | None = None
+        self.granted_at: float | None = None  # when it got a place, after any wait in the queue
         self.prompt_tokens: int | None = None
         self._pulse = Pulse()  # fired on each change a waiting reader may want to report
         ticket.on_move = self._pulse.fire
@@ -358,6 +358,7 @@ class Reply:
             duration_s=round(time.monotonic() - self.arrived, 4),
             dropped_messages=last.dropped_messages if last else 0,
             finish_reason=finish,
+            queued_s=round(self.granted_at - self.arrived, 4) if self.granted_at else None,
         )
         return ReplyEnd(status, stats, error)
 

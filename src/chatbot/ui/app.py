@@ -10,6 +10,7 @@ from chatbot.service.protocol import ChatServiceProtocol
 from chatbot.ui import (
     banners,
     composer,
+    live,
     reply_view,
     sidebar,
     state,
@@ -38,7 +39,8 @@ def render_app(service: ChatServiceProtocol) -> None:
     state.remember_shown(conversation)
     waiting.model_loading(service)
     if action is not None:
-        transcript.render(transcript.visible_messages(conversation, action), interactive=False)
+        messages = transcript.visible_messages(conversation, action)
+        transcript.render(messages, interactive=False, hint=False)  # a message is on its way
         reply_view.run_action(service, conversation.id, action)  # ends with a rerun
         return
     running = _maybe_running(conversation)
@@ -48,9 +50,11 @@ def render_app(service: ChatServiceProtocol) -> None:
         select=_version_selector(service, conversation.id),
     )
     if running:
-        reply_view.attach(service, conversation.id)
+        reply_view.attach(service, conversation.id)  # ends with a rerun when the reply ends
     banners.show_flashes("composer")
     composer.render_draft()
+    if not running:
+        live.follow(service, conversation)
 
 
 def _unreachable(service: ChatServiceProtocol, error: ChatbotError) -> None:

@@ -29,6 +29,8 @@ from chatbot.config import EngineSettings, StoreSettings, UISettings
 logger = logging.getLogger(__name__)
 
 APP_FILE = Path(__file__).with_name("app.py")
+# The app wrapped as ASGI, with the Content-Security-Policy header (see chatbot.ui.security).
+ENTRY_FILE = Path(__file__).with_name("asgi_app.py")
 THEME_FILE = Path(__file__).with_name("theme.toml")
 
 
@@ -80,6 +82,13 @@ def _flag_value(value: Any) -> str:
     return ("true" if value else "false") if isinstance(value, bool) else str(value)
 
 
+def open_message(ui: UISettings) -> str:
+    """Where to point a browser; a wildcard address is reached as localhost."""
+    host = "localhost" if ui.ui_host in ("0.0.0.0", "::", "") else ui.ui_host
+    host = f"[{host}]" if ":" in host else host
+    return f"Open http://{host}:{ui.ui_port} in a browser (Ctrl+C stops the UI)."
+
+
 def launch_ui(ui: UISettings, engine: EngineSettings, store: StoreSettings) -> int:
     """Run the UI until it exits; the Streamlit process replaces this one where it can."""
     env = {**os.environ, **settings_environment(ui, engine, store)}
@@ -90,11 +99,11 @@ def launch_ui(ui: UISettings, engine: EngineSettings, store: StoreSettings) -> i
         "-m",
         "streamlit",
         "run",
-        str(APP_FILE),
+        str(ENTRY_FILE),
         *streamlit_flags(ui),
     ]
     where = f"backend {ui.backend_url}" if ui.backend_url else "the model in process"
-    logger.info("UI on http://%s:%d (%s)", ui.ui_host, ui.ui_port, where)
+    logger.info("%s The UI runs on %s.", open_message(ui), where)
     sys.stdout.flush()
     sys.stderr.flush()
     if os.name == "posix":

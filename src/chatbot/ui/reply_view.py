@@ -95,6 +95,8 @@ def attach(service: ChatServiceProtocol, conversation_id: str) -> None:
     result = _render_stream(service, conversation_id, first, events)
     if result.error is not None:
         banners.show(result.error)
+        return
+    st.rerun()  # the stored reply, with Edit and Regenerate back, without waiting for a click
 
 
 def _stream(

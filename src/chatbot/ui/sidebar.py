@@ -1,4 +1,4 @@
-"""The sidebar: conversations (new, switch, rename, delete, import) and the current one's tools."""
+"""The sidebar: conversations (new, search, switch by date, rename, delete, import) and tools."""
 
 from __future__ import annotations
 
@@ -7,13 +7,16 @@ import streamlit as st
 from chatbot.domain import Conversation, ConversationSummary, ExportFormat
 from chatbot.errors import ChatbotError
 from chatbot.service.protocol import ChatServiceProtocol
-from chatbot.ui import banners, downloads, settings_panel, state
+from chatbot.ui import banners, dates, downloads, settings_panel, state
+from chatbot.ui.text import safe_label
 
 NEW_KEY = "chatbot.new"
+SEARCH_KEY = "chatbot.search"
 CLEAR_KEY = "chatbot.clear"
 DELETE_KEY = "chatbot.delete"
 LIST_LIMIT = 50
 IMPORT_MAX_MB = 10
+DEFAULT_TITLE = Conversation.model_fields["title"].default
 
 
 def render(service: ChatServiceProtocol, conversation: Conversation | None) -> None:
@@ -25,7 +28,7 @@ def render(service: ChatServiceProtocol, conversation: Conversation | None) -> N
             type="primary",
             width="stretch",
             on_click=_new,
-            args=(service,),
+            args=(service, conversation),
         )
         _conversation_list(service, conversation.id if conversation else None)
         if conversation is not None and conversation.id is not None:
@@ -41,29 +44,47 @@ def _conversation_list(service: ChatServiceProtocol, current: str | None) -> Non
     except ChatbotError:
         st.caption("Conversations cannot be listed right now.")
         return
-    if summaries:
-        st.caption("Conversations")
-    for summary in summaries:
-        st.button(
-            _label(summary),
-            key=f"chatbot.open.{summary.id}",
-            type="secondary" if summary.id == current else "tertiary",
-            width="stretch",
-            on_click=state.set_current_conversation,
-            args=(summary.id,),
-        )
+    if not summaries:
+        return
+    query = st.text_input(
+        "Search conversations",
+        key=SEARCH_KEY,
+        placeholder="Search titles",
+        icon=":material/search:",
+        label_visibility="collapsed",
+    )
+    shown = dates.matching(summaries, query) if query else summaries
+    if not shown:
+        st.caption("No conversation title matches.")
+    now = dates.browser_now(st.context.timezone)
+    for group, members in dates.grouped(shown, now):
+        st.caption(group)
+        for summary in members:
+            st.button(
+                _label(summary),
+                key=f"chatbot.open.{summary.id}",
+                type="secondary" if summary.id == current else "tertiary",
+                width="stretch",
+                on_click=state.set_current_conversation,
+                args=(summary.id,),
+            )
 
 
 def _label(summary: ConversationSummary) -> str:
     title = summary.title if len(summary.title) <= 40 else summary.title[:39] + "…"
-    return title
+    return safe_label(title)  # a label renders Markdown, images included
 
 
 def _current(service: ChatServiceProtocol, conversation: Conversation, cid: str) -> None:
     title_key = f"chatbot.title.{cid}"
+    seen_key = f"chatbot.title_seen.{cid}"
+    if st.session_state.get(seen_key) != conversation.title:
+        # The stored title changed (named after the first message, or renamed in another tab):
+        # a keyed box keeps what it showed unless told, so tell it.
+        st.session_state[title_key] = conversation.title
+        st.session_state[seen_key] = conversation.title
     st.text_input(
         "Title",
-        value=conversation.title,
         key=title_key,
         max_chars=200,
         on_change=_rename,
@@ -79,15 +100,18 @@ def _current(service: ChatServiceProtocol, conversation: Conversation, cid: str)
         args=(service, cid),
         help="Delete every message, keep the title and settings",
     )
-    st.button(
-        "Delete conversation",
-        key=DELETE_KEY,
-        icon=":material/delete:",
-        type="tertiary",
-        width="stretch",
-        on_click=_delete,
-        args=(service, cid),
-    )
+    with st.popover(
+        "Delete conversation", icon=":material/delete:", type="tertiary", width="stretch"
+    ):
+        st.markdown(f"Delete **{safe_label(conversation.title)}** and all its messages?")
+        st.button(
+            "Delete for good",
+            key=DELETE_KEY,
+            icon=":material/delete_forever:",
+            type="primary",
+            on_click=_delete,
+            args=(service, cid),
+        )
 
 
 def _importer(service: ChatServiceProtocol) -> None:
@@ -118,13 +142,28 @@ def _importer(service: ChatServiceProtocol) -> None:
     st.rerun()
 
 
-def _new(service: ChatServiceProtocol) -> None:
+def _new(service: ChatServiceProtocol, current: Conversation | None) -> None:
+    """Open an untouched new conversation if there is one, else create one."""
+    if current is not None and _untouched(current.title, len(current.messages)):
+        return  # already on a blank one
     try:
-        created = service.create_conversation()
+        blank = next(
+            (
+                s
+                for s in service.list_conversations(limit=LIST_LIMIT)
+                if _untouched(s.title, s.message_count)
+            ),
+            None,
+        )
+        target = blank.id if blank is not None else service.create_conversation().id
     except ChatbotError as exc:
         state.flash(banners.describe(exc))
         return
-    state.set_current_conversation(created.id)
+    state.set_current_conversation(target)
+
+
+def _untouched(title: str, message_count: int) -> bool:
+    return message_count == 0 and title == DEFAULT_TITLE
 
 
 def _rename(service: ChatServiceProtocol, cid: str, key: str) -> None:

@@ -4,6 +4,11 @@ Streamlit renders Markdown; raw HTML inside it is not trusted. Escaping ``<`` an
 code makes a ``<script>`` in a message visible as typed. Inside code blocks and code spans the
 text is shown literally by Markdown already, so it is left alone there. ``$`` is escaped too,
 since Streamlit would read ``$5 and $6`` as LaTeX.
+
+``!`` is escaped outside code so that ``![alt](url)`` is a link, not an image: the browser must
+fetch nothing because of a message or a reply (a model could leak the conversation in an image
+URL). Raw ``<img>`` is already text, since ``<`` is escaped. Labels (conversation titles on
+buttons) go through :func:`safe_label`, since Streamlit renders images in button labels too.
 """
 
 from __future__ import annotations
@@ -14,7 +19,8 @@ from chatbot.domain import Message, MessageStatus, ReplyStats
 
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
 _CODE_SPAN = re.compile(r"(`+)(.+?)(?<!`)\1(?!`)")
-_ESCAPES = {"&": "&amp;", "<": "&lt;", "$": "\\$"}
+QUEUED_SHOWN_FROM_S = 0.1  # a shorter wait for a place is noise, not news
+_ESCAPES = {"&": "&amp;", "<": "&lt;", "$": "\\$", "!": "\\!"}
 
 
 def _escape_plain(text: str) -> str:
@@ -65,6 +71,11 @@ def safe_markdown(text: str) -> str:
     return "\n".join(line if fences.inside_after(line) else _escape_line(line) for line in lines)
 
 
+def safe_label(text: str) -> str:
+    """A title for a button or caption: one line, nothing rendered that could fetch a URL."""
+    return _escape_plain(" ".join(text.split()))
+
+
 class StreamEscaper:
     """Escapes a reply delta by delta, for ``st.write_stream``.
 
@@ -94,7 +105,10 @@ class StreamEscaper:
 
 
 def stats_caption(message: Message) -> str:
-    """The line under a reply: tokens, tokens per second, time to first token, how it ended."""
+    """The line under a reply: tokens, speed, first token, time queued, how it ended.
+
+    The speed counts the model's own time only; a wait for a place shows apart as "queued".
+    """
     parts: list[str] = []
     stats: ReplyStats | None = message.stats
     if stats is not None and stats.completion_tokens:
@@ -103,6 +117,8 @@ def stats_caption(message: Message) -> str:
             parts.append(f"{stats.tokens_per_second:.1f} tokens/s")
         if stats.time_to_first_token_s is not None:
             parts.append(f"first token {stats.time_to_first_token_s:.2f} s")
+        if stats.queued_s is not None and stats.queued_s >= QUEUED_SHOWN_FROM_S:
+            parts.append(f"queued {stats.queued_s:.1f} s")
         if stats.finish_reason is not None and stats.finish_reason.value == "length":
             parts.append("cut at the maximum length")
         if stats.dropped_messages:

@@ -1,4 +1,4 @@
-"""The conversation so far: a bubble per message, stats under replies, edit and regenerate.
+"""The conversation so far: a bubble per message, stats under replies, edit, regenerate, copy.
 
 Messages with several versions show ``‹ 2/3 ›`` (:mod:`chatbot.ui.versions`) next to those.
 """
@@ -9,6 +9,7 @@ import streamlit as st
 
 from chatbot.domain import Conversation, Message, MessageStatus, Role
 from chatbot.ui import state, versions
+from chatbot.ui.copying import copy_control
 from chatbot.ui.text import safe_markdown, stats_caption
 
 REGENERATE_KEY = "chatbot.regenerate"
@@ -30,17 +31,23 @@ def visible_messages(conversation: Conversation, action: state.Action | None) ->
 
 
 def render(
-    messages: list[Message], *, interactive: bool, select: versions.Select | None = None
+    messages: list[Message],
+    *,
+    interactive: bool,
+    select: versions.Select | None = None,
+    hint: bool = True,
 ) -> None:
     """Draw the messages; ``interactive`` adds edit and regenerate (not while a reply runs).
 
     ``select`` switches to another version of a message; without it (or while a reply runs)
-    the version control is shown disabled.
+    the version control is shown disabled. ``hint``: the empty-state hint when there are no
+    messages (not while the first one is sent).
     """
     if not interactive:
         select = None
     if not messages:
-        _empty_state()
+        if hint:
+            _empty_state()
         return
     last_assistant = max(
         (i for i, m in enumerate(messages) if m.role is Role.ASSISTANT), default=None
@@ -68,21 +75,25 @@ def _user_message(message: Message, *, interactive: bool, select: versions.Selec
             _edit_box(message, message.id)
             return
         st.markdown(safe_markdown(message.content))
-        editable = interactive and message.id is not None
-        if message.versions < 2 and not editable:
+        if message.id is None:
             return
-        with st.container(horizontal=True, vertical_alignment="center"):
+        with st.container(horizontal=True, gap="small", vertical_alignment="center"):
             versions.render(message, select)
-            if editable:
-                st.button(
-                    "Edit",
-                    key=f"chatbot.edit.{message.id}",
-                    icon=":material/edit:",
-                    type="tertiary",
-                    help="Edit this message and answer it again",
-                    on_click=state.set_editing,
-                    args=(message.id,),
-                )
+            copy_control(message.content, message.id)
+            if interactive:
+                _edit_button(message.id)
+
+
+def _edit_button(message_id: str) -> None:
+    st.button(
+        "Edit",
+        key=f"chatbot.edit.{message_id}",
+        icon=":material/edit:",
+        type="tertiary",
+        help="Edit this message and answer it again",
+        on_click=state.set_editing,
+        args=(message_id,),
+    )
 
 
 def _edit_box(message: Message, message_id: str) -> None:
@@ -117,10 +128,10 @@ def _assistant_message(
         caption = stats_caption(message)
         if caption:
             st.caption(caption)
-        if message.versions < 2 and not regenerate:
-            return
-        with st.container(horizontal=True, vertical_alignment="center"):
+        with st.container(horizontal=True, gap="small", vertical_alignment="center"):
             versions.render(message, select)
+            if message.content and message.id is not None:
+                copy_control(message.content, message.id)
             if regenerate:
                 st.button(
                     "Regenerate",
