@@ -15,11 +15,12 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable, Collection, Mapping
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from chatbot.errors import ConfigurationError, InvalidRequestError
+
+if TYPE_CHECKING:
+    import torch
 
 JsonSchema = Mapping[str, Any]
 
@@ -93,6 +94,8 @@ class JsonConstraint:
 
     def mask(self, logits: torch.Tensor) -> torch.Tensor:
         """The logits with every token the grammar forbids at this step set to -inf."""
+        import torch  # here: only engines that sample themselves mask logits
+
         allowed = torch.zeros(logits.shape[-1], dtype=torch.bool)
         if self._matcher.is_stopped():  # the JSON is complete: only an end of reply remains
             allowed[[t for t in self._eos if t < allowed.numel()]] = True
