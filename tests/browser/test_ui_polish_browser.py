@@ -145,6 +145,9 @@ def test_safe_rendering_copy_and_a_second_tab(
     expect(other_bubbles.nth(2)).to_contain_text("What is in", timeout=30_000)
     expect(other_bubbles.nth(3).get_by_text(STATS)).to_be_visible(timeout=30_000)
     expect(other_bubbles.nth(3)).to_contain_text(reply.strip()[:20], timeout=30_000)
+    title = page.get_by_label("Title").input_value()
+    assert title.startswith("Look: ")
+    expect(other.get_by_label("Title")).to_have_value(title)  # in sync after the reruns
     other.screenshot(path=str(shots / f"second-tab-followed-{name}.png"), full_page=True)
 
     # Behind the escaping, the page's policy refuses a remote image whatever draws it.
