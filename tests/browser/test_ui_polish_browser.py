@@ -103,6 +103,11 @@ def test_safe_rendering_copy_and_a_second_tab(
     shots.mkdir(exist_ok=True)
     remote = image_server.url
     page = _page(browser, deployment.url)
+    refused: list[str] = []  # what the page's CSP refused, as Chromium reports it
+    page.on(
+        "console",
+        lambda m: refused.append(m.text) if "Content Security Policy" in m.text else None,
+    )
     response = page.goto(deployment.url)
     assert response is not None
     policy = response.headers["content-security-policy"]
@@ -145,6 +150,9 @@ def test_safe_rendering_copy_and_a_second_tab(
     expect(other_bubbles.nth(2)).to_contain_text("What is in", timeout=30_000)
     expect(other_bubbles.nth(3).get_by_text(STATS)).to_be_visible(timeout=30_000)
     expect(other_bubbles.nth(3)).to_contain_text(reply.strip()[:20], timeout=30_000)
+    title = page.get_by_label("Title").input_value()
+    assert title.startswith("Look: ")
+    expect(other.get_by_label("Title")).to_have_value(title)  # in sync after the reruns
     other.screenshot(path=str(shots / f"second-tab-followed-{name}.png"), full_page=True)
 
     # Behind the escaping, the page's policy refuses a remote image whatever draws it.
@@ -156,6 +164,8 @@ def test_safe_rendering_copy_and_a_second_tab(
     page.wait_for_timeout(1500)
     page.screenshot(path=str(shots / f"images-as-links-{name}.png"), full_page=True)
     assert image_server.paths == [], image_server.paths
+    # The policy refused the injected image and nothing of Streamlit's own.
+    assert refused and all("injected.png" in text for text in refused), refused
 
     # Copy: the message's Copy control, and the copy button of a code block in a reply.
     bubbles.nth(1).get_by_role("button", name="Copy", exact=True).click()

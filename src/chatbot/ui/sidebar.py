@@ -78,9 +78,9 @@ def _label(summary: ConversationSummary) -> str:
 def _current(service: ChatServiceProtocol, conversation: Conversation, cid: str) -> None:
     title_key = f"chatbot.title.{cid}"
     seen_key = f"chatbot.title_seen.{cid}"
-    if st.session_state.get(seen_key) != conversation.title:
-        # The stored title changed (named after the first message, or renamed in another tab):
-        # a keyed box keeps what it showed unless told, so tell it.
+    if st.session_state.get(seen_key) != conversation.title or title_key not in st.session_state:
+        # The stored title changed (named after the first message, or renamed in another tab),
+        # or Streamlit dropped the box's state: a keyed box shows what it held unless told.
         st.session_state[title_key] = conversation.title
         st.session_state[seen_key] = conversation.title
     st.text_input(
