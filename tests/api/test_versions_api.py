@@ -29,6 +29,11 @@ def test_versions_are_exposed_and_selectable(client: TestClient) -> None:
     assert exported.count("\nFalse,") == 1
     assert client.get(f"/v1/conversations/{cid}").json()["messages"][1]["id"] == first["id"]
 
+    tree = client.get(f"/v1/conversations/{cid}/messages").json()
+    assert tree["object"] == "list"
+    assert [m["id"] for m in tree["data"]] == [user["id"], *reply["sibling_ids"]]
+    assert {m["parent_id"] for m in tree["data"][1:]} == {user["id"]}
+
     edited = client.put(f"/v1/conversations/{cid}/messages/{user['id']}", json={"content": "Hello"})
     assert edited.status_code == 200
     now = client.get(f"/v1/conversations/{cid}").json()["messages"]
@@ -40,6 +45,7 @@ def test_select_refusals(client: TestClient) -> None:
     client.post(f"/v1/conversations/{cid}/messages", json={"content": "Hi"})
     missing = client.post(f"/v1/conversations/{cid}/messages/nope/select")
     assert missing.status_code == 404 and missing.json()["error"]["param"] == "message_id"
+    assert client.get("/v1/conversations/nope/messages").status_code == 404
     unknown = client.post("/v1/conversations/nope/messages/nope/select")
     assert unknown.status_code == 404
     assert unknown.json()["error"]["param"] == "conversation_id"

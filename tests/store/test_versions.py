@@ -75,6 +75,9 @@ def test_regenerate_twice_keeps_three_versions(store: ConversationStore) -> None
     assert (user.version, user.versions) == (1, 1) and reply.parent_id == user.id
     assert user.parent_id is None
 
+    tree = store.all_messages(cid)
+    assert _texts(tuple(tree)) == ["Name a fruit.", "one", "two", "three"]
+    assert all(m.parent_id == user.id for m in tree[1:])
     first_id = reply.sibling_ids[0]
     shown = store.select_message(cid, first_id)
     assert _texts(shown.messages) == ["Name a fruit.", "one"]

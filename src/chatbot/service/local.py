@@ -338,6 +338,10 @@ class ChatService:
             return None
         return self._follow_stored(conversation_id, message)
 
+    async def all_messages(self, conversation_id: str) -> list[Message]:
+        """Every version of every message (the tree, through ``parent_id``), oldest first."""
+        return await self._db(lambda: self._store.all_messages(conversation_id))
+
     async def select_version(self, conversation_id: str, message_id: str) -> Conversation:
         """Show the branch through ``message_id`` (one of a message's versions).
 

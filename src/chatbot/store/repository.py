@@ -206,6 +206,13 @@ class ConversationStore:
             row = _get(session, conversation_id)
             return _conversation(row, _tree(session, conversation_id))
 
+    def all_messages(self, conversation_id: str) -> list[Message]:
+        """Every message of every branch, oldest first (the whole tree, read-only)."""
+        with self._session() as session:
+            _get(session, conversation_id)
+            tree = _tree(session, conversation_id)
+            return [_message(r, tree) for r in tree.rows]
+
     def select_message(self, conversation_id: str, message_id: str) -> Conversation:
         """Show the branch through ``message_id`` (a version), down the way last seen there.
 

@@ -92,6 +92,11 @@ EXPORT: dict[int | str, dict[str, Any]] = {
 }
 
 
+class MessageList(BaseModel):
+    object: str = "list"
+    data: list[dict[str, Any]]
+
+
 def _json(conversation: Conversation) -> dict[str, Any]:
     return conversation.model_dump(mode="json")
 
@@ -222,6 +227,13 @@ async def edit_message(
     return await serve_conversation_reply(
         events, stream=body.stream, heartbeat_s=server.heartbeat_s
     )
+
+
+@router.get("/{conversation_id}/messages")
+async def list_messages(conversation_id: str, service: ServiceDep) -> MessageList:
+    """Every message of every branch, oldest first; ``parent_id`` links them into the tree."""
+    messages = await service.all_messages(conversation_id)
+    return MessageList(data=[m.model_dump(mode="json") for m in messages])
 
 
 @router.post("/{conversation_id}/messages/{message_id}/select")
