@@ -73,3 +73,7 @@ def test_a_wrong_method_is_405_naming_every_method_of_the_path(client: TestClien
         assert response.headers["allow"] == "GET, POST"
         if method != "HEAD":  # no body to a HEAD
             assert response.json()["error"]["code"] == "method_not_allowed"
+    # A literal segment is not an id: GET /v1/conversations/import is not "conversation import".
+    response = client.get("/v1/conversations/import")
+    assert response.status_code == 405 and response.headers["allow"] == "POST"
+    assert client.put("/v1/conversations/c").headers["allow"] == "GET, PATCH, DELETE"

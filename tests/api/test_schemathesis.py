@@ -13,6 +13,7 @@ what a user of the document would run).
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -82,5 +83,7 @@ def test_schemathesis_checks_all_pass(tmp_path: Path) -> None:
         )
         log = result.stdout[-15_000:] + result.stderr[-3_000:]
         assert result.returncode == 0, log
-        assert "Operations:       24 selected / 24 total" in result.stdout, log
+        selected = re.search(r"Operations: +(\d+) selected / (\d+) total", result.stdout)
+        assert selected is not None and selected[1] == selected[2], log
+        assert int(selected[1]) >= 23, log  # the whole document
         assert backend.process.poll() is None, backend.log()

@@ -9,6 +9,7 @@ that says nothing about the internals (the traceback goes to the log).
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -113,17 +114,28 @@ def http_error(exc: StarletteHTTPException, request: Request) -> ChatbotError:
 
 
 def allowed_methods(app: FastAPI, request: Request) -> list[str]:
-    """Every method some route answers on this path: Starlette's 405 names only one route's.
+    """The methods of this path, for ``Allow``: Starlette's 405 names only one route's.
 
-    Asked of the routes themselves (``matches`` with each method), so routers included in
-    routers are covered too.
+    The OpenAPI document says them (a literal path such as ``/v1/conversations/import``
+    wins over a template that also matches it); paths it does not describe (``/docs``) are
+    asked of the routes themselves.
     """
-    allowed = []
-    for method in _METHODS:
-        scope = {**request.scope, "method": method}
-        if any(route.matches(scope)[0] is Match.FULL for route in app.router.routes):
-            allowed.append(method)
-    return allowed
+    path = request.scope["path"]
+    documented: dict[str, Any] = app.openapi().get("paths", {})
+    matching = [template for template in documented if _template_matches(template, path)]
+    literal = [template for template in matching if "{" not in template]
+    methods = {method.upper() for t in (literal or matching) for method in documented[t]}
+    if not methods:
+        for method in _METHODS:
+            scope = {**request.scope, "method": method}
+            if any(route.matches(scope)[0] is Match.FULL for route in app.router.routes):
+                methods.add(method)
+    return [method for method in _METHODS if method in methods]
+
+
+def _template_matches(template: str, path: str) -> bool:
+    pattern = re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(template))
+    return re.fullmatch(pattern, path) is not None
 
 
 def install_handlers(app: FastAPI) -> None:

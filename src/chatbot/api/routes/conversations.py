@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from chatbot.api.body import StrictJSONRoute
 from chatbot.api.deps import LimitsDep, ServerSettingsDep, ServiceDep
@@ -141,6 +142,12 @@ async def import_conversation(
     if len(body.content) > limits.max_body_bytes:
         raise InvalidRequestError("content is too large", param="content")
     return _json(await service.import_conversation(body.content, body.format))
+
+
+@router.api_route("/import", methods=["GET", "PUT", "PATCH", "DELETE"], include_in_schema=False)
+async def import_other_methods() -> None:
+    """``import`` is a literal segment, not a conversation id: 405, not "no conversation"."""
+    raise StarletteHTTPException(405)
 
 
 @router.get("/{conversation_id}")
