@@ -29,12 +29,13 @@ def test_a_refused_message_is_explained_next_to_the_box_with_details_folded(
     assert len(at.warning) == 1
     assert "That cannot be sent" in at.warning[0].value
     assert "characters" in at.warning[0].value  # what to fix, in words
-    assert [e.label for e in at.expander] == ["Details"]  # the technical text, folded
-    assert "InvalidRequestError (message_too_long)" in at.expander[0].code[0].value
+    details = [e for e in at.main.expander if e.label == "Details"]
+    assert len(details) == 1  # the technical text, folded
+    assert "InvalidRequestError (message_too_long)" in details[0].code[0].value
     assert at.text_area(key="chatbot.draft_box").value == too_long  # nothing typed is lost
     assert at.button(key=RETRY_KEY).label == "Retry"
     order = _order(at)
     # Below the conversation (here empty), right above the kept message: not at the page top.
-    assert order.index("alert") > order.index("title")
-    assert order.index("alert") < order.index("text_area")
+    assert order.index("warning") > order.index("title"), order
+    assert order.index("warning") < order.index("text_area"), order
     assert not at.error  # one banner, no second one at the top
