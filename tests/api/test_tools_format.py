@@ -11,7 +11,7 @@ from jsonschema import validate
 from chatbot.api.openai.protocol import ChatCompletionRequest, ResponseFormat
 from chatbot.api.openai.response_format import json_schema_of
 from chatbot.api.openai.serving import to_messages
-from chatbot.api.openai.tools import ToolPlan, plan_tools
+from chatbot.api.openai.tools import ToolPlan, plan_tools, starts_like_a_call
 from chatbot.domain import Role
 from chatbot.errors import InvalidRequestError
 
@@ -49,6 +49,31 @@ def test_auto_describes_the_tools_and_parses_a_call() -> None:
     assert several is not None and len(several) == 2
     fenced = tools.parse('```json\n{"name": "get_time", "arguments": "{}"}\n```')
     assert fenced is not None and fenced[0].function.arguments == "{}"
+    tagged = tools.parse(
+        '<tool_call>\n{"name": "get_time", "arguments": {}}\n</tool_call>\n'
+        '<tool_call>{"name": "get_weather", "arguments": {"city": "Oslo"}}</tool_call>'
+    )
+    assert tagged is not None and [c.function.name for c in tagged] == ["get_time", "get_weather"]
+
+
+@pytest.mark.parametrize(
+    ("text", "held"),
+    [
+        ("", True),
+        ("  {", True),
+        ("[", True),
+        ("```", True),
+        ("<tool", True),
+        ("<tool_call>{", True),
+    ],
+)
+def test_what_may_still_be_a_call_is_held(text: str, held: bool) -> None:
+    assert starts_like_a_call(text) is held
+
+
+@pytest.mark.parametrize("text", ["Sunny", "<b>", " The", "<toolbox"])
+def test_plain_text_is_released(text: str) -> None:
+    assert not starts_like_a_call(text)
 
 
 @pytest.mark.parametrize(

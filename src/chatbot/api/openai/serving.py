@@ -30,7 +30,7 @@ from chatbot.api.openai.protocol import (
     UsageInfo,
 )
 from chatbot.api.openai.response_format import json_schema_of
-from chatbot.api.openai.tools import ToolPlan, history_text, plan_tools
+from chatbot.api.openai.tools import ToolPlan, history_text, plan_tools, starts_like_a_call
 from chatbot.api.streaming import (
     DONE,
     compact,
@@ -249,8 +249,7 @@ class _ToolCallSplitter:
         if self._released:
             return piece
         self._held.append(piece)
-        start = "".join(self._held).lstrip()
-        if self._tools.forced or not start or start[0] in "{[`":
+        if self._tools.forced or starts_like_a_call("".join(self._held)):
             return ""
         self._released = True
         return "".join(self._held)

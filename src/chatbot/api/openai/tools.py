@@ -5,9 +5,11 @@ model calls one by answering with nothing but a JSON object::
 
     {"name": "get_weather", "arguments": {"city": "Paris"}}
 
-or a JSON array of such objects for several calls. A tool's result goes back to the model as a
-user turn that starts with ``Tool result``, and an assistant turn that made calls is shown to
-the model as the same JSON, so a conversation reads the same way at every turn.
+or a JSON array of such objects for several calls (calls in a Markdown code fence, or in the
+``<tool_call>`` tags that Hermes and Qwen models write, are understood too). A tool's result
+goes back to the model as a user turn that starts with ``Tool result``, and an assistant turn
+that made calls is shown to the model as the same JSON, so a conversation reads the same way at
+every turn.
 
 ``tool_choice``: ``auto`` lets the model answer or call (a reply that parses as calls becomes
 ``tool_calls``); ``none`` leaves the tools out; ``required`` and a named function constrain the
@@ -195,11 +197,23 @@ def _describe(function: FunctionDefinition) -> dict[str, Any]:
     return out
 
 
+TOOL_CALL_TAG = "<tool_call>"  # Hermes / Qwen models wrap each call in these tags
+
+
+def starts_like_a_call(text: str) -> bool:
+    """Whether a reply so far may still turn out to be calls (JSON, a fence, a tag)."""
+    start = text.lstrip()
+    return not start or start[0] in "{[`" or TOOL_CALL_TAG.startswith(start[: len(TOOL_CALL_TAG)])
+
+
 def _json_of(text: str) -> Any:
-    """JSON in a reply, also inside a Markdown code fence; None when there is none."""
+    """JSON in a reply, also in a Markdown code fence or ``<tool_call>`` tags; else None."""
     stripped = text.strip()
     if stripped.startswith("```"):
         stripped = stripped.strip("`").removeprefix("json").strip()
+    elif stripped.startswith(TOOL_CALL_TAG):
+        tagged = [part.split("</tool_call>")[0].strip() for part in stripped.split(TOOL_CALL_TAG)]
+        stripped = "[" + ",".join(p for p in tagged if p) + "]"
     try:
         return json.loads(stripped)
     except (ValueError, RecursionError):
