@@ -18,6 +18,7 @@ from fastapi.testclient import TestClient
 
 from chatbot.store.models import MAX_TITLE_CHARS
 from tests.api.conftest import ClientFactory
+from tests.reliability.support import record
 
 BIG_INT = b"1" * 5000  # past Python's 4,300-digit limit for int(str)
 DEEP_OK = b"[" * 900 + b"]" * 900  # parses, but is no field's type
@@ -127,6 +128,7 @@ def test_every_route_answers_hostile_bodies_with_a_4xx(make_client: ClientFactor
                     error = response.json()["error"]
                     assert error["message"] and error["type"], response.text
     assert tried > 500, tried
+    record("hostile_bodies", {"routes": len(routes), "requests": tried, "statuses": statuses})
     assert client.get("/healthz").status_code == 200
     # No hostile body changed the target conversation.
     after = client.get(f"/v1/conversations/{created['id']}").json()
