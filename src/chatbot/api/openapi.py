@@ -4,10 +4,10 @@ FastAPI writes what the routes declare; this adds what the app around them does,
 (or schemathesis) that trusts the document is never surprised:
 
 - no ``422``: validation errors are ``400`` in the OpenAI error shape (:mod:`.error_handlers`);
-- the statuses of the middleware (``413`` body too large, ``503`` draining, ``401`` with an
-  API key), of the framework (``400`` for malformed JSON or parameters, ``500``), and of
-  generation (``429`` overloaded, ``502``/``504`` upstream and timeouts), each with the
-  error body;
+- the statuses of the middleware (``408`` body too slow, ``413`` body too large, ``503``
+  draining, ``401`` with an API key), of the framework (``400`` for malformed JSON or
+  parameters, ``500``), and of generation (``429`` overloaded, ``502``/``504`` upstream and
+  timeouts), each with the error body;
 - the limits that are settings (``CHATBOT_MAX_TOKENS_CAP``, ``CHATBOT_MAX_MESSAGES``,
   ``CHATBOT_MAX_MESSAGE_CHARS``), written into the request schemas of this app's document.
 """
@@ -28,6 +28,7 @@ ERROR_STATUSES = {
     401: "Missing or wrong API key (`Authorization: Bearer <key>`).",
     404: "No such resource (conversation, message or model).",
     409: "The conversation is busy with another reply, or cannot be answered again.",
+    408: "The request body did not arrive within CHATBOT_BODY_TIMEOUT_S.",
     413: "The request body is larger than CHATBOT_MAX_BODY_BYTES.",
     429: "Every generation place and queue slot is taken; see `Retry-After`.",
     500: "The server failed; the log has the details.",
@@ -95,7 +96,7 @@ def _declare_statuses(path: str, method: str, operation: dict[str, Any], protect
     if checked or "requestBody" in operation or method in ("post", "put", "patch"):
         statuses.add(400)  # parameters, or a JSON body (malformed JSON even where none is read)
     if method != "get":
-        statuses.add(413)
+        statuses.update({408, 413})  # a body too slow or too large
     if protected and path not in PUBLIC_PATHS:
         statuses.add(401)
     if "{" in path or path == "/v1/chat/completions":  # a conversation, message or model
