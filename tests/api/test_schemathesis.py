@@ -13,6 +13,7 @@ what a user of the document would run).
 from __future__ import annotations
 
 import json
+import logging
 import re
 import subprocess
 import sys
@@ -22,6 +23,7 @@ import pytest
 
 from tests.fixtures.servers import BackendProcess
 
+logger = logging.getLogger(__name__)
 SCHEMATHESIS = Path(sys.executable).parent / "schemathesis"
 EXAMPLES_PER_OPERATION = 8
 _ACCEPTED = ["2xx", "3xx", "401", "403", "404", "409", "429", "5xx"]
@@ -87,3 +89,5 @@ def test_schemathesis_checks_all_pass(tmp_path: Path) -> None:
         assert selected is not None and selected[1] == selected[2], log
         assert int(selected[1]) >= 23, log  # the whole document
         assert backend.process.poll() is None, backend.log()
+        # The per-check summary, for the record: ``pytest -rP --log-level=INFO`` shows it.
+        logger.info("schemathesis summary:\n%s", result.stdout[-6_000:])

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from chatbot.config import LimitSettings
-from chatbot.domain import GenerationParams, Message, ReplyEventType, WaitPhase
+from chatbot.domain import GenerationParams, Message, ReplyEventType, ReplyStats, WaitPhase
 from chatbot.engine.transformers_engine import TransformersEngine
 from chatbot.errors import OverloadedError
 from chatbot.service.admission import AdmissionControl
@@ -97,12 +97,13 @@ def test_a_queued_reply_reports_its_position_and_estimate_then_streams(
 def test_a_reply_sent_while_the_model_loads_says_so_then_streams(
     embedded_engine: TransformersEngine,
 ) -> None:
-    async def scenario() -> tuple[list[WaitState], bool, bool, str]:
+    async def scenario() -> tuple[list[WaitState], bool, bool, str, ReplyStats]:
         runner = _runner(embedded_engine)
         go = asyncio.Event()
 
         async def load() -> None:  # the real load, held until the test has seen the state
             await go.wait()
+            await asyncio.sleep(0.3)  # at least this long "loading", whatever the load takes
             await asyncio.to_thread(embedded_engine.load)
 
         runner.load_in_background(load())
@@ -113,12 +114,18 @@ def test_a_reply_sent_while_the_model_loads_says_so_then_streams(
             states.append(state)
             go.set()
         await reply.wait_finished()
-        return states, loaded_before, runner.loaded, reply.text()
+        assert reply.end is not None
+        return states, loaded_before, runner.loaded, reply.text(), reply.end.stats
 
-    states, loaded_before, loaded_after, text = run_async(scenario())
+    states, loaded_before, loaded_after, text, stats = run_async(scenario())
     assert not loaded_before and loaded_after
     assert states[0] == WaitState(WaitPhase.LOADING)
     assert text
+    # The wait for the model shows apart from the queue and from the model's speed.
+    assert stats.loading_s is not None and stats.loading_s >= 0.3
+    assert stats.queued_s is not None and stats.queued_s < 0.3
+    assert stats.duration_s is not None and stats.generation_s is not None
+    assert stats.generation_s <= stats.duration_s - stats.loading_s + 1e-6
 
 
 @pytest.mark.slow

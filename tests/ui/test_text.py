@@ -76,6 +76,20 @@ def test_stats_caption_shows_queueing_apart_from_speed() -> None:
     )
 
 
+def test_stats_caption_shows_model_loading_apart_from_queueing_and_speed() -> None:
+    stats = ReplyStats(
+        completion_tokens=20,
+        duration_s=9.0,
+        time_to_first_token_s=7.25,
+        loading_s=4.0,
+        queued_s=3.0,
+    )
+    message = Message.assistant("x").model_copy(update={"stats": stats})
+    assert stats_caption(message) == (
+        "20 tokens · 10.0 tokens/s · first token 7.25 s · model loading 4.0 s · queued 3.0 s"
+    )
+
+
 def test_stats_caption() -> None:
     stats = ReplyStats(completion_tokens=20, duration_s=2.0, time_to_first_token_s=0.25)
     message = Message.assistant("x").model_copy(

@@ -74,13 +74,17 @@ class ReplyStats(BaseModel):
     queued_s: float | None = Field(
         default=None, description="Seconds waiting for a place before the model started."
     )
+    loading_s: float | None = Field(
+        default=None, description="Seconds waiting for the model to load, before any queue."
+    )
 
     @property
     def generation_s(self) -> float | None:
-        """Seconds the model worked on the reply: the wait for a place is not its speed."""
+        """Seconds the model worked on the reply: waits for the model or a place are not speed."""
         if not self.duration_s:
             return None
-        return max(self.duration_s - (self.queued_s or 0.0), 0.0) or None
+        waited = (self.loading_s or 0.0) + (self.queued_s or 0.0)
+        return max(self.duration_s - waited, 0.0) or None
 
     @property
     def tokens_per_second(self) -> float | None:

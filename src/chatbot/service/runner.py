@@ -124,6 +124,7 @@ class Reply:
         self._accepted = asyncio.Event()
         self._stop_reason: StopReason | None = None
         self.arrived = time.monotonic()
+        self.loaded_at: float | None = None  # when the model was ready for it
         self.granted_at: float | None = None  # when it got a place, after any wait in the queue
         self.prompt_tokens: int | None = None
         self._pulse = Pulse()  # fired on each change a waiting reader may want to report
@@ -255,6 +256,7 @@ class Reply:
                 raise asyncio.CancelledError
             limits = self._runner.limits
             await self._runner.wait_loaded()
+            self.loaded_at = time.monotonic()
             if not self._ticket.granted:
                 await self._ticket.wait(limits.queue_timeout_s)
             self.granted_at = time.monotonic()
@@ -358,7 +360,12 @@ class Reply:
             duration_s=round(time.monotonic() - self.arrived, 4),
             dropped_messages=last.dropped_messages if last else 0,
             finish_reason=finish,
-            queued_s=round(self.granted_at - self.arrived, 4) if self.granted_at else None,
+            loading_s=round(self.loaded_at - self.arrived, 4) if self.loaded_at else None,
+            queued_s=(
+                round(self.granted_at - (self.loaded_at or self.arrived), 4)
+                if self.granted_at
+                else None
+            ),
         )
         return ReplyEnd(status, stats, error)
 

@@ -107,7 +107,8 @@ class StreamEscaper:
 def stats_caption(message: Message) -> str:
     """The line under a reply: tokens, speed, first token, time queued, how it ended.
 
-    The speed counts the model's own time only; a wait for a place shows apart as "queued".
+    The speed counts the model's own time only; waits for the model to load or for a place
+    show apart ("model loading", "queued").
     """
     parts: list[str] = []
     stats: ReplyStats | None = message.stats
@@ -117,6 +118,8 @@ def stats_caption(message: Message) -> str:
             parts.append(f"{stats.tokens_per_second:.1f} tokens/s")
         if stats.time_to_first_token_s is not None:
             parts.append(f"first token {stats.time_to_first_token_s:.2f} s")
+        if stats.loading_s is not None and stats.loading_s >= QUEUED_SHOWN_FROM_S:
+            parts.append(f"model loading {stats.loading_s:.1f} s")
         if stats.queued_s is not None and stats.queued_s >= QUEUED_SHOWN_FROM_S:
             parts.append(f"queued {stats.queued_s:.1f} s")
         if stats.finish_reason is not None and stats.finish_reason.value == "length":
