@@ -2,8 +2,10 @@
 
 - monolith: the model's loading progress at start, and a reply's place in the queue while
   another reply runs (one generation place, one queue slot);
-- microservices: a refused send (429) retried by itself with a countdown; the backend stopped
-  and restarted with the transcript and the typed message kept, and one Retry.
+- microservices: the backend's loading progress and a place in the queue the same way;
+- both: a refused send (429) retried by itself with a countdown;
+- microservices: the backend stopped and restarted with the transcript and the typed message
+  kept, and one Retry.
 
 Screenshots of each state go to ``artifacts/issue14/``.
 """
@@ -106,6 +108,18 @@ def test_monolith_shows_the_model_loading_then_a_place_in_the_queue(
     _replied(running, 1)
 
 
+def _stored_conversations(folder: Path, *max_new_tokens: int) -> list[str]:
+    store = ConversationStore.open(f"sqlite:///{folder / 'chatbot.sqlite3'}")
+    try:
+        made = [
+            store.create_conversation(params=GenerationParams(max_new_tokens=n, temperature=0))
+            for n in max_new_tokens
+        ]
+    finally:
+        store.close()
+    return [c.id or "" for c in made]
+
+
 def _backend_conversation(backend: BackendProcess, max_new_tokens: int) -> str:
     http = HttpChatService(backend.url)
     try:
@@ -118,19 +132,16 @@ def _backend_conversation(backend: BackendProcess, max_new_tokens: int) -> str:
     return created.id
 
 
-@pytest.mark.timeout(900)
-def test_microservices_retries_a_busy_server_by_itself(
-    browser: Any, start_backend: Callable[..., BackendProcess], start_ui: Callable[..., UIProcess]
-) -> None:
-    backend = start_backend(
-        CHATBOT_ENGINE="transformers",  # slow enough that the second send meets a busy server
-        CHATBOT_MAX_CONCURRENT_REQUESTS="1",
-        CHATBOT_MAX_QUEUED_REQUESTS="0",
-        CHATBOT_MAX_TOKENS_CAP="400",
-    )
-    long = _backend_conversation(backend, 200)
-    short = _backend_conversation(backend, 6)
-    ui = start_ui("--backend", backend.url)
+BUSY = {  # one generation place, no queue: a second send is refused (429) while one runs
+    "CHATBOT_ENGINE": "transformers",  # slow enough that the second send meets a busy model
+    "CHATBOT_MAX_CONCURRENT_REQUESTS": "1",
+    "CHATBOT_MAX_QUEUED_REQUESTS": "0",
+    "CHATBOT_MAX_TOKENS_CAP": "400",
+}
+
+
+def _retried_by_itself(browser: Any, ui: UIProcess, long: str, short: str, shot: str) -> None:
+    """A send refused for load shows a countdown with Cancel, then goes again by itself."""
     running = _page(browser, f"{ui.url}/?c={long}")
     refused = _page(browser, f"{ui.url}/?c={short}")
     refused.get_by_test_id("stChatInputTextArea").wait_for(timeout=TIMEOUT_MS)
@@ -143,10 +154,68 @@ def test_microservices_retries_a_busy_server_by_itself(
         timeout=TIMEOUT_MS
     )
     expect(refused.get_by_role("button", name="Cancel")).to_be_visible()
-    _shot(refused, "04-microservices-busy-countdown")
+    _shot(refused, shot)
     _replied(refused, 1)  # sent again by itself once the place was free, and answered
     expect(refused.get_by_text(re.compile("Sending again"))).to_have_count(0)
     assert "Hi there" in refused.get_by_test_id("stChatMessage").nth(0).inner_text()
+    _replied(running, 1)
+
+
+@pytest.mark.timeout(900)
+def test_microservices_retries_a_busy_server_by_itself(
+    browser: Any, start_backend: Callable[..., BackendProcess], start_ui: Callable[..., UIProcess]
+) -> None:
+    backend = start_backend(**BUSY)
+    long = _backend_conversation(backend, 200)
+    short = _backend_conversation(backend, 6)
+    ui = start_ui("--backend", backend.url)
+    _retried_by_itself(browser, ui, long, short, "04-microservices-busy-countdown")
+
+
+@pytest.mark.timeout(900)
+def test_monolith_retries_a_busy_model_by_itself(
+    browser: Any, start_ui: Callable[..., UIProcess], tmp_path: Path
+) -> None:
+    long, short = _stored_conversations(tmp_path, 200, 6)
+    ui = start_ui(CHATBOT_DATA_DIR=str(tmp_path), **BUSY)
+    _retried_by_itself(browser, ui, long, short, "08-monolith-busy-countdown")
+
+
+@pytest.mark.timeout(900)
+def test_microservices_shows_the_backend_loading_then_a_place_in_the_queue(
+    browser: Any, start_backend: Callable[..., BackendProcess], start_ui: Callable[..., UIProcess]
+) -> None:
+    backend = start_backend(
+        wait_ready=False,  # the UI opens while the backend still loads its model
+        CHATBOT_ENGINE="transformers",
+        CHATBOT_MAX_CONCURRENT_REQUESTS="1",
+        CHATBOT_MAX_QUEUED_REQUESTS="1",
+        CHATBOT_MAX_TOKENS_CAP="400",
+    )
+    ui = start_ui("--backend", backend.url)
+    page = _page(browser, ui.url)
+    loading = page.get_by_text(re.compile(r"Loading the model on the backend… \d+ s"))
+    loading.wait_for(timeout=TIMEOUT_MS)
+    _shot(page, "09-microservices-backend-loading-the-model")
+    backend.wait_ready()
+    expect(loading).to_have_count(0, timeout=TIMEOUT_MS)  # redrawn by itself once loaded
+    long = _backend_conversation(backend, 80)
+    short = _backend_conversation(backend, 6)
+    waiting = _page(browser, f"{ui.url}/?c={short}")
+    _send(waiting, "Hi")
+    _replied(waiting, 1)  # one measured reply for the estimate
+    running = _page(browser, f"{ui.url}/?c={long}")
+    _send(running, COUNT)
+    running.get_by_test_id("stChatMessage").nth(1).get_by_text(re.compile(r"\d")).first.wait_for(
+        timeout=TIMEOUT_MS
+    )
+    _send(waiting, "Hello again")
+    queued = waiting.get_by_test_id("stChatMessage").nth(3)
+    expect(queued).to_contain_text(
+        re.compile(r"Waiting: 1st in the queue, about \d+ s"), timeout=TIMEOUT_MS
+    )
+    _shot(waiting, "10-microservices-queued-1st-about-n-s")
+    _replied(waiting, 2)
     _replied(running, 1)
 
 
