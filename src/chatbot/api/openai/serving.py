@@ -15,6 +15,7 @@ from sse_starlette import ServerSentEvent
 
 from chatbot.api.error_handlers import body_of
 from chatbot.api.limits import check_messages
+from chatbot.api.openai.native_tools import native_tool_request
 from chatbot.api.openai.protocol import (
     AssistantMessage,
     ChatCompletion,
@@ -42,6 +43,7 @@ from chatbot.api.streaming import (
 from chatbot.config import LimitSettings
 from chatbot.domain import FinishReason, GenerationParams, Message, ReplyStats, Role
 from chatbot.engine.constraints import compile_json_schema
+from chatbot.engine.tool_request import takes_native_tools
 from chatbot.errors import InvalidRequestError
 from chatbot.service.params import resolve_params
 from chatbot.service.runner import Reply, ReplyRunner, StopReason
@@ -188,15 +190,17 @@ async def create_chat_completion(
     check_supported(request)
     tools = plan_tools(request, limits.max_message_chars)
     json_schema = json_schema_of(request.response_format)
-    if tools is not None and tools.forced:
+    # An engine that takes tools natively gets them as they came; the others, the generic format.
+    native = native_tool_request(request) if takes_native_tools(runner.engine) else None
+    if tools is not None and tools.forced and native is None:
         json_schema = tools.json_schema()  # a forced call is the reply's format
         if json_schema is not None:  # checked here, so a 400 names the tools, not the format
             compile_json_schema(json_schema, param="tools")
-    messages = to_messages(request, tools)
+    messages = to_messages(request, tools if native is None else None)
     check_messages(messages, limits)
     params = to_params(request, limits)
     # 429 here, before any answer
-    reply = runner.start(messages, params, endpoint=ENDPOINT, json_schema=json_schema)
+    reply = runner.start(messages, params, endpoint=ENDPOINT, json_schema=json_schema, tools=native)
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     created = int(time.time())
     try:
