@@ -115,7 +115,7 @@ def test_upstream_calls_stream_as_tool_call_deltas(
     named = {"type": "function", "function": {"name": "get_weather"}}
     sent = ask("call", tools=[WEATHER], tool_choice=named, stream=True)
     calls: dict[int, dict[str, Any]] = {}
-    reasons = []
+    reasons: list[str | None] = []
     with client.stream("POST", "/v1/chat/completions", json=sent) as response:
         assert response.status_code == 200
         for line in response.iter_lines():

@@ -183,19 +183,24 @@ class OpenAIEngine:
         """Stream the upstream's reply; its error answers raise before the first chunk.
 
         A ``json_schema`` goes upstream as a strict ``response_format``: the upstream enforces it.
-        ``tools`` go upstream unchanged with the client's own messages; the calls the upstream
-        makes come back as one text chunk in the generic format's JSON (:func:`calls_as_text`).
+        ``tools`` go upstream unchanged with the messages in OpenAI's shape, and a forced call
+        is the upstream's to enforce (``json_schema``, the call's schema then, is not sent); the
+        calls the upstream makes come back as one text chunk in the generic format's JSON
+        (:func:`calls_as_text`).
         """
         if not messages:
             raise InvalidRequestError("messages must not be empty", param="messages")
         if not self._loaded:
             await asyncio.to_thread(self.load)
         prompt = _estimate_tokens(messages)
-        extra = _response_format(json_schema)
         native: list[dict[str, Any]] | None = None
         if tools is not None:
-            extra.update(tools.fields())
+            if tools.forces_call:  # the upstream enforces the call through tool_choice
+                json_schema = None
             native = [dict(message) for message in tools.messages]
+        extra = _response_format(json_schema)
+        if tools is not None:
+            extra.update(tools.fields())
         reply = _Reply(extra, native)
         with self._lock:
             self._active.add(reply)
@@ -411,6 +416,7 @@ def _whole(completion: ChatCompletion, prompt: int) -> list[Chunk]:
         made = [
             (str(call.function.name), str(call.function.arguments or "{}"))
             for call in choice.message.tool_calls or ()
+            if call.type == "function"  # not the "custom" tools of OpenAI's newer API
         ]
         if made:  # any text beside the calls is dropped: the API answers calls without content
             text = calls_as_text(made)

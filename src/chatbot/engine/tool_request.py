@@ -1,13 +1,20 @@
-"""Tools handed to an engine that passes them on natively, instead of the generic prompt format.
+"""Tools handed to an engine that takes them natively, instead of the generic prompt format.
 
-Most engines learn about tools only through the prompt (the generic format of
-:mod:`chatbot.api.openai.tools`). An engine whose model server understands OpenAI's ``tools``
-itself (the ``openai`` engine: vLLM, llama.cpp's server, OpenAI) gets them as they came, with
-the request's own messages (assistant ``tool_calls``, ``tool`` results), because rewriting them
-into the generic format would hide them from the upstream's chat template and its tool parser.
-Such an engine says so with ``supports_native_tools = True`` and reports the calls the upstream
-makes as text in the generic JSON format (:func:`calls_as_text`), so that the API answers them
-as ``tool_calls`` by one code path whichever engine made them.
+Most models learn about tools only through the prompt we write (the generic format of
+:mod:`chatbot.api.openai.tools`). Two kinds of engine know better, and say so with
+``supports_native_tools``:
+
+- the ``openai`` engine, whose upstream (vLLM, llama.cpp's server, OpenAI) takes OpenAI's
+  ``tools`` itself: they go upstream as they came, and the upstream enforces ``tool_choice``;
+- a local engine whose model's chat template renders tools (``tools`` in the Jinja template):
+  the template lays the tools, the calls and the results out as the model was trained to read
+  them; a forced call is still enforced here, by the JSON schema of the call.
+
+Either way the engine gets the messages in OpenAI's shape too (assistant ``tool_calls``,
+``tool`` results with their ``tool_call_id``), one for each message it is given, since the
+generic format would rewrite them. Calls come back as text the API parses
+(:func:`calls_as_text` for an upstream's, the model's own ``<tool_call>`` tags or JSON), so the
+API answers ``tool_calls`` by one code path whichever engine made them.
 """
 
 from __future__ import annotations
@@ -23,15 +30,27 @@ from chatbot.engine.base import Chunk
 
 @dataclass(frozen=True, slots=True)
 class ToolRequest:
-    """OpenAI's tool fields of one request, unchanged, and the request's messages as sent.
+    """OpenAI's tool fields of one request, unchanged, and its messages in OpenAI's shape.
 
-    ``tools`` may be empty: a history with tool calls still goes as it came.
+    ``messages[i]`` is the engine's ``messages[i]`` as the client sent it (so an engine that
+    drops old turns to fit its window drops the same ones here). ``tools`` may be empty: a
+    history with tool calls still goes as it came.
     """
 
     tools: tuple[Mapping[str, Any], ...]
     tool_choice: str | Mapping[str, Any] | None
     messages: tuple[Mapping[str, Any], ...]
     parallel_tool_calls: bool | None = None
+
+    @property
+    def forces_call(self) -> bool:
+        """``required`` or a named function: the reply must be a call."""
+        return self.tool_choice == "required" or isinstance(self.tool_choice, Mapping)
+
+    @property
+    def offered(self) -> list[dict[str, Any]]:
+        """The tools a chat template should show the model (none with ``tool_choice: none``)."""
+        return [] if self.tool_choice == "none" else [dict(tool) for tool in self.tools]
 
     def fields(self) -> dict[str, Any]:
         """The request fields an OpenAI-compatible upstream takes (without the messages)."""
