@@ -26,6 +26,9 @@ from starlette.routing import Route
 MODEL = "fault-model"
 WINDOW = 4096
 WORDS = ("Hello", ", ", "wor", "ld")
+# What "call" answers: two calls of the request's first tool, its arguments in pieces.
+CALL_ARGUMENTS = ('{"city": ', '"Paris"}')
+CALL_IDS = ("call_up_0", "call_up_1")
 
 
 @dataclass
@@ -96,6 +99,11 @@ def build_app(log: UpstreamLog) -> Starlette:
                     "usage": {"prompt_tokens": 11, "completion_tokens": 2},
                 }
             )
+        if behaviour in ("call", "call-json"):  # as vLLM answers a request with tools
+            name = body["tools"][0]["function"]["name"]
+            if not body.get("stream") or behaviour == "call-json":
+                return JSONResponse(_called(name))
+            return StreamingResponse(_call_stream(name, log), media_type="text/event-stream")
         if behaviour == "hang-head":
             await asyncio.sleep(30)
         return StreamingResponse(_stream(behaviour, log), media_type="text/event-stream")
@@ -106,6 +114,39 @@ def build_app(log: UpstreamLog) -> Starlette:
             Route("/v1/chat/completions", completions, methods=["POST"]),
         ]
     )
+
+
+def _called(name: str) -> dict[str, Any]:
+    function = {"name": name, "arguments": "".join(CALL_ARGUMENTS)}
+    calls = [{"id": id_, "type": "function", "function": function} for id_ in CALL_IDS]
+    message = {"role": "assistant", "content": None, "tool_calls": calls}
+    return {
+        "choices": [{"index": 0, "message": message, "finish_reason": "tool_calls"}],
+        "usage": {"prompt_tokens": 11, "completion_tokens": 9},
+    }
+
+
+async def _call_stream(name: str, log: UpstreamLog) -> AsyncIterator[bytes]:
+    """Each call's id, type and name first, then its arguments in pieces (OpenAI's order)."""
+    try:
+        yield _sse(_chunk(""))
+        for index, id_ in enumerate(CALL_IDS):
+            head = {"index": index, "id": id_, "type": "function"}
+            head["function"] = {"name": name, "arguments": ""}
+            yield _sse(_tool_delta(head))
+            for piece in CALL_ARGUMENTS:
+                yield _sse(_tool_delta({"index": index, "function": {"arguments": piece}}))
+        yield _sse(_chunk(None, "tool_calls"))
+        yield _sse({"choices": [], "usage": {"prompt_tokens": 21, "completion_tokens": 9}})
+        yield _sse("[DONE]")
+    finally:
+        log.disconnected.set()
+
+
+def _tool_delta(call: dict[str, Any]) -> dict[str, Any]:
+    chunk = _chunk()
+    chunk["choices"][0]["delta"] = {"tool_calls": [call]}
+    return chunk
 
 
 async def _stream(behaviour: str, log: UpstreamLog) -> AsyncIterator[bytes]:

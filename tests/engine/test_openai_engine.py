@@ -7,6 +7,7 @@ tests/scaleout/test_openai_upstreams.py.
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 from collections.abc import AsyncGenerator, Iterator
@@ -18,6 +19,7 @@ from chatbot.domain import FinishReason, GenerationParams, Message
 from chatbot.engine import create_engine
 from chatbot.engine.base import Chunk, collect
 from chatbot.engine.openai_engine import DEFAULT_CONTEXT_WINDOW, OpenAIEngine, api_root
+from chatbot.engine.tool_request import ToolRequest, takes_native_tools
 from chatbot.errors import (
     ConfigurationError,
     ContextOverflowError,
@@ -28,7 +30,14 @@ from chatbot.errors import (
     UpstreamError,
     UpstreamTimeoutError,
 )
-from tests.engine.fault_upstream import MODEL, WINDOW, UpstreamLog, free_port, running_upstream
+from tests.engine.fault_upstream import (
+    CALL_ARGUMENTS,
+    MODEL,
+    WINDOW,
+    UpstreamLog,
+    free_port,
+    running_upstream,
+)
 from tests.fixtures.engines import run_async
 
 PARAMS = GenerationParams(max_new_tokens=8)
@@ -338,3 +347,53 @@ def test_empty_messages_are_refused(engine: OpenAIEngine) -> None:
 
     with pytest.raises(InvalidRequestError):
         run_async(first())
+
+
+# -- tools passed upstream natively ------------------------------------------------------------
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+    },
+}
+
+
+def tool_request(behaviour: str) -> ToolRequest:
+    """The client's own messages: a history with a call and its result, then the behaviour."""
+    messages = (
+        {"role": "user", "content": "Weather in Rome?"},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [{"id": "c0", "type": "function", "function": {"name": "get_weather"}}],
+        },
+        {"role": "tool", "tool_call_id": "c0", "content": "sunny"},
+        {"role": "user", "content": behaviour},
+    )
+    return ToolRequest(tools=(WEATHER,), tool_choice="required", messages=messages)
+
+
+@pytest.mark.parametrize("behaviour", ["call", "call-json"])
+def test_tools_go_upstream_unchanged_and_calls_come_back_as_text(
+    engine: OpenAIEngine, upstream: tuple[str, UpstreamLog], behaviour: str
+) -> None:
+    """Streamed or whole, the upstream's calls come back in the generic format's JSON."""
+    assert takes_native_tools(engine)
+    tools = tool_request(behaviour)
+    text, last = run_async(collect(engine.generate([Message.user(behaviour)], PARAMS, tools=tools)))
+    body = upstream[1].bodies[-1]
+    assert body["tools"] == [WEATHER] and body["tool_choice"] == "required"
+    assert body["messages"] == list(tools.messages)
+    arguments = "".join(CALL_ARGUMENTS)
+    assert json.loads(text) == [{"name": "get_weather", "arguments": arguments}] * 2
+    assert last.finished
+
+
+def test_without_tools_the_request_is_as_before(
+    engine: OpenAIEngine, upstream: tuple[str, UpstreamLog]
+) -> None:
+    text, _ = reply(engine, "ok")
+    assert text == "Hello, world"
+    assert "tools" not in upstream[1].bodies[-1]
+    assert "tool_choice" not in upstream[1].bodies[-1]

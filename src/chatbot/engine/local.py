@@ -23,7 +23,9 @@ from chatbot.engine.base import Accepted, Chunk, ChunkChannel, PromptWorker, str
 from chatbot.engine.constraints import GrammarTokenizer, JsonConstraint
 from chatbot.engine.context import fit_to_context
 from chatbot.engine.model_source import ModelSource
+from chatbot.engine.prompting import ToolTemplatePrompt
 from chatbot.engine.sequence import SequenceState
+from chatbot.engine.tool_request import ToolRequest
 from chatbot.errors import ConfigurationError
 
 logger = logging.getLogger(__name__)
@@ -106,17 +108,27 @@ class LocalEngine:
                     self.load_seconds,
                 )
 
+    @property
+    def supports_native_tools(self) -> bool:
+        """Whether the loaded model's chat template renders tools (else: the generic format).
+
+        False until loaded: the template is only known then.
+        """
+        prompt = self._loaded.prompt if self._loaded is not None else None
+        return isinstance(prompt, ToolTemplatePrompt) and prompt.renders_tools
+
     def generate(
         self,
         messages: Sequence[Message],
         params: GenerationParams,
         *,
         json_schema: Mapping[str, Any] | None = None,
+        tools: ToolRequest | None = None,
     ) -> AsyncGenerator[Chunk, None]:
         state = self._state()
         return stream_threaded(
             state.prompts,
-            lambda channel: self._submit(state, messages, params, channel, json_schema),
+            lambda channel: self._submit(state, messages, params, channel, json_schema, tools),
         )
 
     def close(self) -> None:
@@ -138,12 +150,16 @@ class LocalEngine:
         params: GenerationParams,
         channel: ChunkChannel,
         json_schema: Mapping[str, Any] | None = None,
+        tools: ToolRequest | None = None,
     ) -> Accepted:
         """Fit the prompt to the window (oldest turns first), tokenize, queue; on the worker."""
         constraint = None if json_schema is None else self._constraint(state, json_schema)
+        encode: Callable[[Sequence[Message]], list[int]] = state.prompt.encode
+        if tools is not None:
+            encode = _with_tools(state.prompt, messages, tools)
 
         def count(candidate: Sequence[Message]) -> int:
-            return len(state.prompt.encode(candidate))
+            return len(encode(candidate))
 
         if state.reply_limit is None:
             fitted = fit_to_context(messages, count, state.window, params.max_new_tokens)
@@ -151,7 +167,7 @@ class LocalEngine:
         else:  # the decoder, not the window, bounds the reply
             fitted = fit_to_context(messages, count, state.window, 0)
             max_new = min(params.max_new_tokens, state.reply_limit)
-        input_ids = state.prompt.encode(fitted.messages)
+        input_ids = encode(fitted.messages)
         sequence = SequenceState(
             channel,
             params.model_copy(update={"max_new_tokens": max_new}),
@@ -179,3 +195,22 @@ class LocalEngine:
     ) -> None:
         """Hand the request to the model thread."""
         raise NotImplementedError
+
+
+def _with_tools(
+    prompt: PromptEncoder, messages: Sequence[Message], tools: ToolRequest
+) -> Callable[[Sequence[Message]], list[int]]:
+    """An encoder of any kept subset of ``messages`` through the template, with the tools.
+
+    Fitting to the window keeps message objects as they are, so each one finds its OpenAI
+    shape by identity.
+    """
+    if not isinstance(prompt, ToolTemplatePrompt) or not prompt.renders_tools:
+        raise ConfigurationError("this model's chat template does not render tools")
+    shapes = {id(message): shape for message, shape in zip(messages, tools.messages, strict=True)}
+    offered = tools.offered
+
+    def encode(kept: Sequence[Message]) -> list[int]:
+        return prompt.encode_with_tools([shapes[id(message)] for message in kept], offered)
+
+    return encode

@@ -42,6 +42,7 @@ from openai.types.chat import ChatCompletion
 from chatbot.config import EngineSettings
 from chatbot.domain import FinishReason, GenerationParams, Message, Usage
 from chatbot.engine.base import Chunk
+from chatbot.engine.tool_request import ToolRequest, calls_as_text
 from chatbot.errors import (
     ChatbotError,
     ConfigurationError,
@@ -82,11 +83,12 @@ def api_root(base_url: str) -> str:
 class _Reply:
     """A reply in flight, so that :meth:`OpenAIEngine.close` can end it as cancelled."""
 
-    __slots__ = ("cancelled", "extra")
+    __slots__ = ("cancelled", "extra", "messages")
 
-    def __init__(self, extra: dict[str, Any]) -> None:
+    def __init__(self, extra: dict[str, Any], messages: list[dict[str, Any]] | None = None) -> None:
         self.cancelled = False
         self.extra = extra  # request fields beyond the messages and parameters
+        self.messages = messages  # the client's own messages, when its tools go upstream
 
 
 def _response_format(json_schema: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -102,7 +104,13 @@ def _response_format(json_schema: Mapping[str, Any] | None) -> dict[str, Any]:
 
 
 class OpenAIEngine:
-    """Implements the Engine protocol over an OpenAI-compatible ``/v1/chat/completions``."""
+    """Implements the Engine protocol over an OpenAI-compatible ``/v1/chat/completions``.
+
+    Tools go upstream as they came (:mod:`chatbot.engine.tool_request`): the upstream's chat
+    template and tool parser know its model best.
+    """
+
+    supports_native_tools = True
 
     def __init__(self, settings: EngineSettings) -> None:
         if not settings.openai_base_url:
@@ -170,17 +178,30 @@ class OpenAIEngine:
         params: GenerationParams,
         *,
         json_schema: Mapping[str, Any] | None = None,
+        tools: ToolRequest | None = None,
     ) -> AsyncGenerator[Chunk]:
         """Stream the upstream's reply; its error answers raise before the first chunk.
 
         A ``json_schema`` goes upstream as a strict ``response_format``: the upstream enforces it.
+        ``tools`` go upstream unchanged with the messages in OpenAI's shape, and a forced call
+        is the upstream's to enforce (``json_schema``, the call's schema then, is not sent); the
+        calls the upstream makes come back as one text chunk in the generic format's JSON
+        (:func:`calls_as_text`).
         """
         if not messages:
             raise InvalidRequestError("messages must not be empty", param="messages")
         if not self._loaded:
             await asyncio.to_thread(self.load)
         prompt = _estimate_tokens(messages)
-        reply = _Reply(_response_format(json_schema))
+        native: list[dict[str, Any]] | None = None
+        if tools is not None:
+            if tools.forces_call:  # the upstream enforces the call through tool_choice
+                json_schema = None
+            native = [dict(message) for message in tools.messages]
+        extra = _response_format(json_schema)
+        if tools is not None:
+            extra.update(tools.fields())
+        reply = _Reply(extra, native)
         with self._lock:
             self._active.add(reply)
         try:
@@ -257,15 +278,23 @@ class OpenAIEngine:
 
     # -- the request -----------------------------------------------------------------------
     def _request(
-        self, messages: Sequence[Message], params: GenerationParams, **stream: Any
+        self,
+        messages: Sequence[Message],
+        params: GenerationParams,
+        reply: _Reply,
+        **stream: Any,
     ) -> dict[str, Any]:
+        sent = reply.messages
+        if sent is None:
+            sent = [{"role": m.role.value, "content": m.content} for m in messages]
         request: dict[str, Any] = {
             "model": self._model,
-            "messages": [{"role": m.role.value, "content": m.content} for m in messages],
+            "messages": sent,
             "max_tokens": params.max_new_tokens,
             "temperature": params.temperature,
             "top_p": params.top_p,
             **stream,
+            **reply.extra,
         }
         if params.stop:
             request["stop"] = list(params.stop)
@@ -278,7 +307,7 @@ class OpenAIEngine:
     ) -> openai.AsyncStream[Any]:
         """Send the request; returns once the upstream answered a stream head."""
         request = self._request(
-            messages, params, stream=True, stream_options={"include_usage": True}, **reply.extra
+            messages, params, reply, stream=True, stream_options={"include_usage": True}
         )
         try:
             stream: openai.AsyncStream[Any] = await (await self._client()).chat.completions.create(
@@ -315,6 +344,7 @@ class OpenAIEngine:
         events = pieces = 0
         finish: FinishReason | None = None
         usage: Any = None
+        calls = _StreamedCalls()
         try:
             async for event in stream:
                 events += 1
@@ -324,6 +354,7 @@ class OpenAIEngine:
                     if text:
                         pieces += 1
                         yield Chunk(text, Usage(prompt_tokens=prompt, completion_tokens=pieces))
+                    calls.add(getattr(choice.delta, "tool_calls", None))
                     if choice.finish_reason:
                         finish = _FINISH.get(str(choice.finish_reason), FinishReason.STOP)
         except Exception as exc:
@@ -337,6 +368,9 @@ class OpenAIEngine:
             return
         elif finish is None:
             raise UpstreamError("the upstream model server ended the stream before the reply")
+        if calls and not reply.cancelled:
+            pieces += 1
+            yield Chunk(calls.text(), Usage(prompt_tokens=prompt, completion_tokens=pieces))
         if usage is not None and isinstance(getattr(usage, "prompt_tokens", None), int):
             prompt = usage.prompt_tokens
         counted = getattr(usage, "completion_tokens", None)
@@ -357,7 +391,7 @@ class OpenAIEngine:
         async with openai.AsyncOpenAI(**args) as once:
             try:
                 whole = await once.chat.completions.create(
-                    **self._request(messages, params, stream=False, **reply.extra)
+                    **self._request(messages, params, reply, stream=False)
                 )
             except openai.OpenAIError as exc:
                 raise _request_error(exc, self._root, prompt, self._window) from exc
@@ -379,6 +413,13 @@ def _whole(completion: ChatCompletion, prompt: int) -> list[Chunk]:
     try:
         choice = completion.choices[0]
         text = str(choice.message.content or "")
+        made = [
+            (str(call.function.name), str(call.function.arguments or "{}"))
+            for call in choice.message.tool_calls or ()
+            if call.type == "function"  # not the "custom" tools of OpenAI's newer API
+        ]
+        if made:  # any text beside the calls is dropped: the API answers calls without content
+            text = calls_as_text(made)
         reason = _FINISH.get(str(choice.finish_reason), FinishReason.STOP)
         usage = completion.usage
     except (AttributeError, IndexError, TypeError):
@@ -389,6 +430,41 @@ def _whole(completion: ChatCompletion, prompt: int) -> list[Chunk]:
     final = Usage(prompt_tokens=prompt, completion_tokens=completion_tokens)
     text_chunks = [Chunk(text, Usage(prompt_tokens=prompt, completion_tokens=1))] if text else []
     return [*text_chunks, Chunk("", final, reason)]
+
+
+class _StreamedCalls:
+    """The tool calls of a stream, put together from their deltas (by ``index``).
+
+    OpenAI streams a call's id, type and name first and then its arguments in pieces; the whole
+    calls go on as one text chunk at the end, which the API layer answers as ``tool_calls``.
+    """
+
+    def __init__(self) -> None:
+        self._names: dict[int, str] = {}
+        self._arguments: dict[int, list[str]] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self._names)
+
+    def add(self, deltas: Any) -> None:
+        for delta in deltas or ():
+            index = getattr(delta, "index", None)
+            index = index if isinstance(index, int) else len(self._names)
+            function = getattr(delta, "function", None)
+            name = getattr(function, "name", None)
+            if name and self._names.get(index) != name:  # some servers repeat the name
+                self._names[index] = self._names.get(index, "") + str(name)
+            arguments = getattr(function, "arguments", None)
+            if arguments:
+                self._arguments.setdefault(index, []).append(str(arguments))
+
+    def text(self) -> str:
+        return calls_as_text(
+            [
+                (name, "".join(self._arguments.get(index, ())) or "{}")
+                for index, name in sorted(self._names.items())
+            ]
+        )
 
 
 def _request_error(

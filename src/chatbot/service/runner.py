@@ -39,6 +39,7 @@ from chatbot.domain import (
     WaitPhase,
 )
 from chatbot.engine.base import Chunk, Engine, late_chunk_counter
+from chatbot.engine.tool_request import ToolRequest, takes_native_tools
 from chatbot.errors import (
     ChatbotError,
     GenerationError,
@@ -107,11 +108,13 @@ class Reply:
         ticket: Ticket,
         sink: ReplySink | None,
         json_schema: Mapping[str, Any] | None = None,
+        tools: ToolRequest | None = None,
     ) -> None:
         self._runner = runner
         self._messages = list(messages)
         self.params = params
         self._json_schema = json_schema
+        self._tools = tools
         self.endpoint = endpoint
         self._ticket = ticket
         self._sink = sink
@@ -326,6 +329,12 @@ class Reply:
 
     def _generate(self) -> AsyncGenerator[Chunk, None]:
         engine = self._runner.engine
+        if self._tools is not None:
+            if not takes_native_tools(engine):  # the caller asked it first: a bug, not input
+                raise TypeError(f"{type(engine).__name__} does not take tools natively")
+            return engine.generate(
+                self._messages, self.params, json_schema=self._json_schema, tools=self._tools
+            )
         if self._json_schema is None:  # engines need not know structured output to serve chat
             return engine.generate(self._messages, self.params)
         return engine.generate(self._messages, self.params, json_schema=self._json_schema)
@@ -512,10 +521,12 @@ class ReplyRunner:
         ticket: Ticket | None = None,
         sink: ReplySink | None = None,
         json_schema: Mapping[str, Any] | None = None,
+        tools: ToolRequest | None = None,
     ) -> Reply:
         """Run one reply; reserve its place first unless the caller already did.
 
-        With ``json_schema`` the reply is constrained to JSON that validates against it.
+        With ``json_schema`` the reply is constrained to JSON that validates against it;
+        ``tools`` go to an engine that takes them natively (:func:`takes_native_tools`).
         """
         reply = Reply(
             self,
@@ -525,6 +536,7 @@ class ReplyRunner:
             ticket=ticket if ticket is not None else self.reserve(),
             sink=sink,
             json_schema=json_schema,
+            tools=tools,
         )
         self._replies.add(reply)
         reply._task.add_done_callback(lambda _: self._replies.discard(reply))

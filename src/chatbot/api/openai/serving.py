@@ -15,6 +15,7 @@ from sse_starlette import ServerSentEvent
 
 from chatbot.api.error_handlers import body_of
 from chatbot.api.limits import check_messages
+from chatbot.api.openai.native_tools import has_tools, native_tool_request
 from chatbot.api.openai.protocol import (
     AssistantMessage,
     ChatCompletion,
@@ -42,6 +43,7 @@ from chatbot.api.streaming import (
 from chatbot.config import LimitSettings
 from chatbot.domain import FinishReason, GenerationParams, Message, ReplyStats, Role
 from chatbot.engine.constraints import compile_json_schema
+from chatbot.engine.tool_request import ToolRequest, takes_native_tools
 from chatbot.errors import InvalidRequestError
 from chatbot.service.params import resolve_params
 from chatbot.service.runner import Reply, ReplyRunner, StopReason
@@ -78,13 +80,30 @@ def to_messages(request: ChatCompletionRequest, tools: ToolPlan | None = None) -
     Tool results and the calls of earlier assistant turns read as the generic tool format
     (:mod:`.tools`) says; the tools themselves are described at the end of the system prompt.
     """
+    return to_turns(request, tools)[0]
+
+
+def to_turns(
+    request: ChatCompletionRequest, tools: ToolPlan | None = None
+) -> tuple[list[Message], list[dict[str, Any]]]:
+    """Our messages, and each of them in OpenAI's shape (one for one), for native tools.
+
+    The shapes keep what the generic format rewrites (assistant ``tool_calls``, ``tool``
+    messages with their ``tool_call_id``), as the client sent it; the system prompt is the
+    same joined one.
+    """
     system: list[str] = []
     turns: list[Message] = []
+    shapes: list[dict[str, Any]] = []
     for index, message in enumerate(request.messages):
         text = _text_of(message, index)
         if message.role in ("system", "developer"):
             system.append(text)
-        elif message.role == "user":
+            continue
+        shape = message.model_dump(mode="json", exclude_unset=True, exclude={"content"})
+        shape["content"] = None if message.content is None else text
+        shapes.append(shape)
+        if message.role == "user":
             turns.append(Message.user(text))
         elif message.role in ("tool", "function"):
             turns.append(Message.user(history_text(message, text)))
@@ -93,8 +112,10 @@ def to_messages(request: ChatCompletionRequest, tools: ToolPlan | None = None) -
     if tools is not None:
         system.append(tools.instructions())
     if system:
-        turns.insert(0, Message.system("\n\n".join(system)))
-    return turns
+        joined = "\n\n".join(system)
+        turns.insert(0, Message.system(joined))
+        shapes.insert(0, {"role": "system", "content": joined})
+    return turns, shapes
 
 
 def _text_of(message: ChatMessage, index: int) -> str:
@@ -192,11 +213,18 @@ async def create_chat_completion(
         json_schema = tools.json_schema()  # a forced call is the reply's format
         if json_schema is not None:  # checked here, so a 400 names the tools, not the format
             compile_json_schema(json_schema, param="tools")
-    messages = to_messages(request, tools)
+    # An engine that takes tools natively (an upstream, a chat template that renders tools)
+    # gets them as they came; the others get the generic format in the system prompt.
+    native: ToolRequest | None = None
+    if takes_native_tools(runner.engine) and has_tools(request):
+        messages, shapes = to_turns(request)
+        native = native_tool_request(request, shapes)
+    else:
+        messages = to_messages(request, tools)
     check_messages(messages, limits)
     params = to_params(request, limits)
     # 429 here, before any answer
-    reply = runner.start(messages, params, endpoint=ENDPOINT, json_schema=json_schema)
+    reply = runner.start(messages, params, endpoint=ENDPOINT, json_schema=json_schema, tools=native)
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     created = int(time.time())
     try:
