@@ -120,7 +120,10 @@ def test_a_queued_request_hears_its_place_before_its_first_token(
     def official() -> None:
         client = openai.OpenAI(base_url=f"{backend.url}/v1", api_key="unused", max_retries=0)
         stream = client.chat.completions.create(
-            model="any", messages=[{"role": "user", "content": "Hi"}], max_tokens=4, stream=True
+            model="SmolLM2-135M-Instruct",
+            messages=[{"role": "user", "content": "Hi"}],
+            max_tokens=4,
+            stream=True,
         )
         texts.append("".join(c.choices[0].delta.content or "" for c in stream if c.choices))
 

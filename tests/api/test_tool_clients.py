@@ -19,6 +19,8 @@ from tests.fixtures.servers import BackendProcess
 
 pytestmark = pytest.mark.slow
 
+MODEL = "SmolLM2-135M-Instruct"  # the served model's id: another name is a 404
+
 WEATHER: ChatCompletionToolParam = {
     "type": "function",
     "function": {
@@ -62,7 +64,7 @@ def client_of(backend: BackendProcess) -> openai.OpenAI:
 def test_openai_client_tools_sync_and_streamed(tools_backend: BackendProcess) -> None:
     client = client_of(tools_backend)
     completion = client.chat.completions.create(
-        model="any", messages=ASK, tools=[WEATHER], tool_choice="required", temperature=0
+        model=MODEL, messages=ASK, tools=[WEATHER], tool_choice="required", temperature=0
     )
     choice = completion.choices[0]
     assert choice.finish_reason == "tool_calls"
@@ -72,7 +74,7 @@ def test_openai_client_tools_sync_and_streamed(tools_backend: BackendProcess) ->
     assert isinstance(json.loads(call.function.arguments)["city"], str)
 
     stream = client.chat.completions.create(
-        model="any",
+        model=MODEL,
         messages=ASK,
         tools=[WEATHER],
         tool_choice={"type": "function", "function": {"name": "get_weather"}},
@@ -106,7 +108,7 @@ def test_openai_client_tools_sync_and_streamed(tools_backend: BackendProcess) ->
         {"role": "tool", "tool_call_id": call.id, "content": "Sunny, 21 degrees."},
     ]
     answer = client.chat.completions.create(
-        model="any", messages=follow_up, tools=[WEATHER], tool_choice="none", temperature=0
+        model=MODEL, messages=follow_up, tools=[WEATHER], tool_choice="none", temperature=0
     )
     assert answer.choices[0].message.content
 
@@ -117,10 +119,10 @@ def test_openai_client_async_tools_and_parse(tools_backend: BackendProcess) -> N
             base_url=f"{tools_backend.url}/v1", api_key="unused", max_retries=0
         ) as client:
             called = await client.chat.completions.create(
-                model="any", messages=ASK, tools=[WEATHER], tool_choice="required", temperature=0
+                model=MODEL, messages=ASK, tools=[WEATHER], tool_choice="required", temperature=0
             )
             parsed = await client.chat.completions.parse(
-                model="any",
+                model=MODEL,
                 messages=[{"role": "user", "content": "Ann is 30. Give her as JSON."}],
                 response_format=Person,
                 temperature=0,
@@ -137,7 +139,7 @@ def test_openai_client_response_format(tools_backend: BackendProcess) -> None:
     client = client_of(tools_backend)
     schema = Verdict.model_json_schema()
     completion = client.chat.completions.create(
-        model="any",
+        model=MODEL,
         messages=[{"role": "user", "content": "Is the sky blue?"}],
         response_format={
             "type": "json_schema",
@@ -147,7 +149,7 @@ def test_openai_client_response_format(tools_backend: BackendProcess) -> None:
     )
     Verdict.model_validate_json(completion.choices[0].message.content or "")
     stream = client.chat.completions.create(
-        model="any",
+        model=MODEL,
         messages=[{"role": "user", "content": "Is the sky blue?"}],
         response_format={"type": "json_schema", "json_schema": {"name": "v", "schema": schema}},
         temperature=0,
@@ -159,7 +161,7 @@ def test_openai_client_response_format(tools_backend: BackendProcess) -> None:
     )
     with pytest.raises(openai.BadRequestError) as refused:
         client.chat.completions.create(
-            model="any",
+            model=MODEL,
             messages=ASK,
             tools=[WEATHER],
             tool_choice={"type": "function", "function": {"name": "nope"}},
