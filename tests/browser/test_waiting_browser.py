@@ -93,7 +93,9 @@ def test_monolith_shows_the_model_loading_then_a_place_in_the_queue(
     expect(bubble).to_contain_text("Loading the model…", timeout=TIMEOUT_MS)
     _shot(waiting, "02-monolith-reply-waits-for-the-model")
     _replied(waiting, 1)  # loaded, answered: one measured reply for the estimate
-    expect(waiting.get_by_text(re.compile("Loading the model"))).to_have_count(0)
+    expect(waiting.get_by_text(re.compile("Loading the model"))).to_have_count(
+        0, timeout=TIMEOUT_MS
+    )
 
     running = _page(browser, f"{ui.url}/?c={long.id}")
     _send(running, COUNT)
@@ -155,10 +157,10 @@ def _retried_by_itself(browser: Any, ui: UIProcess, long: str, short: str, shot:
     refused.get_by_text(re.compile(r"busy with other messages\. Sending again in \d+ s")).wait_for(
         timeout=TIMEOUT_MS
     )
-    expect(refused.get_by_role("button", name="Cancel")).to_be_visible()
+    expect(refused.get_by_role("button", name="Cancel")).to_be_visible(timeout=TIMEOUT_MS)
     _shot(refused, shot)
     _replied(refused, 1)  # sent again by itself once the place was free, and answered
-    expect(refused.get_by_text(re.compile("Sending again"))).to_have_count(0)
+    expect(refused.get_by_text(re.compile("Sending again"))).to_have_count(0, timeout=TIMEOUT_MS)
     assert "Hi there" in refused.get_by_test_id("stChatMessage").nth(0).inner_text()
     _replied(running, 1)
 
@@ -229,28 +231,36 @@ def test_microservices_keeps_the_transcript_while_the_backend_is_down(
     _send(page, "Typed while it is down")
     banner = page.get_by_text(re.compile("The chat backend cannot be reached"))
     banner.wait_for(timeout=TIMEOUT_MS)
-    expect(banner).to_have_count(1)  # one banner, in words; the errno behind "Details"
+    expect(banner).to_have_count(
+        1, timeout=TIMEOUT_MS
+    )  # one banner, in words; the errno behind "Details"
     technical = page.get_by_text(re.compile("Connection refused"))
-    expect(technical).to_be_hidden()
+    expect(technical).to_be_hidden(timeout=TIMEOUT_MS)
     bubbles = page.get_by_test_id("stChatMessage")
-    expect(bubbles).to_have_count(2)  # the transcript stays on screen
-    expect(bubbles.nth(0)).to_contain_text("Hello before the outage")
-    expect(page.get_by_label("Your message (not sent yet)")).to_have_value("Typed while it is down")
-    expect(page.get_by_role("button", name=re.compile("Retry"))).to_have_count(1)
+    expect(bubbles).to_have_count(2, timeout=TIMEOUT_MS)  # the transcript stays on screen
+    expect(bubbles.nth(0)).to_contain_text("Hello before the outage", timeout=TIMEOUT_MS)
+    expect(page.get_by_label("Your message (not sent yet)")).to_have_value(
+        "Typed while it is down", timeout=TIMEOUT_MS
+    )
+    expect(page.get_by_role("button", name=re.compile("Retry"))).to_have_count(
+        1, timeout=TIMEOUT_MS
+    )
     _shot(page, "05-microservices-backend-down-transcript-kept")
     page.get_by_text("Details").click()
-    expect(technical).to_be_visible()
+    expect(technical).to_be_visible(timeout=TIMEOUT_MS)
     _shot(page, "06-microservices-backend-down-details")
 
     again = BackendProcess(port=backend.port, data_dir=backend.data_dir)
     try:
         expect(banner).to_have_count(0, timeout=TIMEOUT_MS)  # the page reconnected by itself
-        expect(page.get_by_test_id("stChatMessage").nth(1)).to_contain_text(reply.strip()[:10])
+        expect(page.get_by_test_id("stChatMessage").nth(1)).to_contain_text(
+            reply.strip()[:10], timeout=TIMEOUT_MS
+        )
         _shot(page, "07-microservices-backend-back")
         page.get_by_role("button", name="Retry").click()
         _replied(page, 2)
         expect(page.get_by_test_id("stChatMessage").nth(2)).to_contain_text(
-            "Typed while it is down"
+            "Typed while it is down", timeout=TIMEOUT_MS
         )
     finally:
         again.close()
