@@ -136,6 +136,25 @@ def test_engine_errors_become_a_line_in_the_chat(fail: Exception, shown: str) ->
 
 
 def test_ctrl_c_stops_the_reply_but_not_the_chat() -> None:
+    """In a process of its own: a real SIGINT to the whole pytest process (with a browser, model
+    threads and native libraries loaded by earlier tests) crashed it once; a user's terminal
+    holds only the chat."""
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from tests.test_terminal import ctrl_c_scenario; ctrl_c_scenario()",
+        ],
+        cwd=Path(__file__).resolve().parents[1],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+
+def ctrl_c_scenario() -> None:
     engine = FakeEngine(["word "], endless=True)
     replies = EngineReplies(engine)
 
