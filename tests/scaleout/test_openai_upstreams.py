@@ -259,8 +259,9 @@ def test_front_maps_upstream_overload(front: Any, limited_upstream: Any) -> None
     assert reply.headers.get("retry-after")
 
 
-def test_front_passes_structured_output_upstream(front: Any) -> None:
+def test_front_passes_structured_output_upstream(front: Any, limited_upstream: Any) -> None:
     """The openai engine hands the schema upstream (here: another chatbot serve enforcing it)."""
+    wait_until_free(limited_upstream.url)  # the overload test before may still hold its place
     url = f"{front.url}/v1/chat/completions"
     weather = {
         "type": "function",
