@@ -60,6 +60,22 @@ def _replied(page: Any, count: int) -> None:
     expect(page.get_by_text(STATS)).to_have_count(count, timeout=TIMEOUT_MS)
 
 
+def _queued_behind(browser: Any, ui: UIProcess, long: str, waiting: Any, shot: str) -> Any:
+    """Start a long reply in ``long``, send again in ``waiting``: its bubble shows its place."""
+    running = _page(browser, f"{ui.url}/?c={long}")
+    _send(running, COUNT)
+    running.get_by_test_id("stChatMessage").nth(1).get_by_text(re.compile(r"\d")).first.wait_for(
+        timeout=TIMEOUT_MS
+    )
+    _send(waiting, "Hello again")
+    queued = waiting.get_by_test_id("stChatMessage").nth(3)
+    expect(queued).to_contain_text(
+        re.compile(r"Waiting: 1st in the queue, about \d+ s"), timeout=TIMEOUT_MS
+    )
+    _shot(waiting, shot)
+    return running
+
+
 @pytest.mark.timeout(900)  # transformers on a shared CPU: slow, and slower under load
 def test_monolith_shows_the_model_loading_then_a_place_in_the_queue(
     browser: Any, start_ui: Callable[..., UIProcess], tmp_path: Path
@@ -97,17 +113,9 @@ def test_monolith_shows_the_model_loading_then_a_place_in_the_queue(
         0, timeout=TIMEOUT_MS
     )
 
-    running = _page(browser, f"{ui.url}/?c={long.id}")
-    _send(running, COUNT)
-    running.get_by_test_id("stChatMessage").nth(1).get_by_text(re.compile(r"\d")).first.wait_for(
-        timeout=TIMEOUT_MS
+    running = _queued_behind(
+        browser, ui, long.id or "", waiting, "03-monolith-queued-1st-about-n-s"
     )
-    _send(waiting, "Hello again")
-    queued = waiting.get_by_test_id("stChatMessage").nth(3)
-    expect(queued).to_contain_text(
-        re.compile(r"Waiting: 1st in the queue, about \d+ s"), timeout=TIMEOUT_MS
-    )
-    _shot(waiting, "03-monolith-queued-1st-about-n-s")
     _replied(waiting, 2)  # its turn came: answered
     _replied(running, 1)
 
@@ -201,17 +209,7 @@ def test_microservices_shows_a_place_in_the_queue(
     waiting = _page(browser, f"{ui.url}/?c={short}")
     _send(waiting, "Hi")
     _replied(waiting, 1)  # one measured reply for the estimate
-    running = _page(browser, f"{ui.url}/?c={long}")
-    _send(running, COUNT)
-    running.get_by_test_id("stChatMessage").nth(1).get_by_text(re.compile(r"\d")).first.wait_for(
-        timeout=TIMEOUT_MS
-    )
-    _send(waiting, "Hello again")
-    queued = waiting.get_by_test_id("stChatMessage").nth(3)
-    expect(queued).to_contain_text(
-        re.compile(r"Waiting: 1st in the queue, about \d+ s"), timeout=TIMEOUT_MS
-    )
-    _shot(waiting, "10-microservices-queued-1st-about-n-s")
+    running = _queued_behind(browser, ui, long, waiting, "10-microservices-queued-1st-about-n-s")
     _replied(waiting, 2)
     _replied(running, 1)
 
