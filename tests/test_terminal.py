@@ -135,16 +135,13 @@ def test_engine_errors_become_a_line_in_the_chat(fail: Exception, shown: str) ->
     assert "CUDA" not in out.getvalue()
 
 
-def test_ctrl_c_stops_the_reply_but_not_the_chat() -> None:
-    """In a process of its own: a real SIGINT to the whole pytest process (with a browser, model
-    threads and native libraries loaded by earlier tests) crashed it once; a user's terminal
-    holds only the chat."""
+def _run_in_own_process(scenario: str, *args: str) -> None:
+    """Runs a scenario that sends a real SIGINT in a process of its own: a SIGINT to the whole
+    pytest process (with a browser, model threads and native libraries loaded by earlier tests)
+    crashed it in clean-clone runs; a user's terminal holds only the chat."""
+    call = f"from tests.test_terminal import {scenario}; {scenario}(*{list(args)!r})"
     result = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "from tests.test_terminal import ctrl_c_scenario; ctrl_c_scenario()",
-        ],
+        [sys.executable, "-c", call],
         cwd=Path(__file__).resolve().parents[1],
         capture_output=True,
         text=True,
@@ -152,6 +149,10 @@ def test_ctrl_c_stops_the_reply_but_not_the_chat() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+
+def test_ctrl_c_stops_the_reply_but_not_the_chat() -> None:
+    _run_in_own_process("ctrl_c_scenario")
 
 
 def ctrl_c_scenario() -> None:
@@ -236,6 +237,11 @@ def test_backend_down_is_unreachable() -> None:
 
 
 def test_a_stopped_reply_is_kept_as_stopped(tmp_path: Path) -> None:
+    _run_in_own_process("stopped_reply_scenario", str(tmp_path))
+
+
+def stopped_reply_scenario(folder: str) -> None:
+    tmp_path = Path(folder)
     engine = FakeEngine(["word "], endless=True)
     replies = EngineReplies(engine)
 
