@@ -287,6 +287,64 @@ class UISettings(BaseSettings):
     )
 
 
+class AuthMode(StrEnum):
+    """Where the user comes from (``CHATBOT_AUTH``): the UI, the backend and the terminal."""
+
+    NONE = "none"
+    OIDC = "oidc"
+    HEADER = "header"
+
+
+class AuthSettings(BaseSettings):
+    """Who is signed in; the same settings for the UI, the backend and the terminal."""
+
+    model_config = _BASE_CONFIG
+
+    auth: AuthMode = Field(
+        default=AuthMode.NONE,
+        description=(
+            "none: one local user (a laptop); oidc: sign in with an OpenID Connect provider; "
+            "header: the user comes from a header set by an authenticating proxy."
+        ),
+    )
+    oidc_issuer: str | None = Field(
+        default=None,
+        max_length=2048,
+        description="oidc: the provider's issuer URL; the backend checks bearer tokens against "
+        "its JWKS.",
+    )
+    oidc_audience: str | None = Field(
+        default=None,
+        max_length=1024,
+        description="oidc: the audience bearer tokens must carry (usually the client id).",
+    )
+    auth_header: str = Field(
+        default="X-Forwarded-Email",
+        min_length=1,
+        max_length=128,
+        pattern=r"^[A-Za-z0-9-]+$",
+        description="header: the header that names the user.",
+    )
+    trusted_proxies: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(),
+        max_length=100,
+        description="header: comma-separated proxy addresses or networks (CIDR) whose header "
+        "is honoured; from any other address it is ignored.",
+    )
+    service_key: SecretStr | None = Field(
+        default=None,
+        description="The UI's key to the backend: with it, and only with it, a request may "
+        "name the user it acts for (X-Chatbot-User).",
+    )
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_proxies(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+
 class LogSettings(BaseSettings):
     """How much the processes log; message text and keys are never logged at INFO or above."""
 

@@ -14,6 +14,7 @@ from fastapi import Depends, Request
 from chatbot.api.openai.models import ServedModels
 from chatbot.api.runtime import Runtime
 from chatbot.config import LimitSettings, ServerSettings
+from chatbot.domain.users import LOCAL_USER, User
 from chatbot.errors import UnavailableError
 from chatbot.service.local import ChatService
 from chatbot.service.metrics import Metrics
@@ -45,6 +46,12 @@ async def get_runner(runtime: RuntimeDep) -> ReplyRunner:
     return runtime.runner
 
 
+async def get_current_user(request: Request) -> User:
+    """The user the authentication middleware put on the request; the local user without one."""
+    user = request.scope.get("state", {}).get("user")
+    return user if isinstance(user, User) else LOCAL_USER
+
+
 async def get_limits(runtime: RuntimeDep) -> LimitSettings:
     return runtime.limits
 
@@ -69,6 +76,7 @@ async def get_served_models(runtime: RuntimeDep) -> ServedModels:
     )
 
 
+CurrentUserDep = Annotated[User, Depends(get_current_user)]
 ServiceDep = Annotated[ChatService, Depends(get_service)]
 RunnerDep = Annotated[ReplyRunner, Depends(get_runner)]
 LimitsDep = Annotated[LimitSettings, Depends(get_limits)]
