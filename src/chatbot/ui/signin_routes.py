@@ -39,9 +39,17 @@ def failure_reason(
     if "code" not in params:
         return None  # back from the provider's sign-out page: not a sign-in
     signed_in = any(
-        name.lower() == b"set-cookie" and value.startswith(USER_COOKIE) for name, value in headers
+        name.lower() == b"set-cookie" and _sets_user_cookie(value) for name, value in headers
     )
     return None if signed_in else EXCHANGE_FAILED
+
+
+def _sets_user_cookie(header: bytes) -> bool:
+    """A ``Set-Cookie`` that stores the identity cookie (not one that deletes it)."""
+    if not header.startswith(USER_COOKIE):
+        return False
+    value, _, attributes = header[len(USER_COOKIE) :].partition(b";")
+    return value.strip(b'" ') != b"" and b"max-age=0" not in attributes.lower().replace(b" ", b"")
 
 
 class SignInFailures:
