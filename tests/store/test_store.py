@@ -310,7 +310,7 @@ def test_migrations_match_models_and_indexes_exist(store: ConversationStore) -> 
         index_names = {i["name"] for i in inspector.get_indexes("conversations")}
         index_names |= {i["name"] for i in inspector.get_indexes("messages")}
         unique_names = {u["name"] for u in inspector.get_unique_constraints("messages")}
-    assert {"ix_conversations_updated_at_id", "ux_messages_one_streaming"} <= index_names
+    assert {"ix_conversations_owner_updated_at_id", "ux_messages_one_streaming"} <= index_names
     assert "uq_messages_conversation_position" in unique_names | index_names
 
 

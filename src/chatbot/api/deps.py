@@ -34,22 +34,29 @@ def _not_ready() -> UnavailableError:
     return UnavailableError("the model is still loading; retry shortly", code="not_ready")
 
 
-async def get_service(runtime: RuntimeDep) -> ChatService:
+async def get_current_user(request: Request) -> User:
+    """The user the authentication middleware put on the request; the local user without one."""
+    user = request.scope.get("state", {}).get("user")
+    return user if isinstance(user, User) else LOCAL_USER
+
+
+CurrentUserDep = Annotated[User, Depends(get_current_user)]
+
+
+async def get_service(runtime: RuntimeDep, user: CurrentUserDep) -> ChatService:
+    """The service acting for the request's user: routes never see another user's data.
+
+    This is the only way a route reaches the service (``runtime.service`` is not for routes).
+    """
     if runtime.service is None or not runtime.ready.is_set():
         raise _not_ready()
-    return runtime.service
+    return runtime.service.for_user(user)
 
 
 async def get_runner(runtime: RuntimeDep) -> ReplyRunner:
     if runtime.runner is None or not runtime.ready.is_set():
         raise _not_ready()
     return runtime.runner
-
-
-async def get_current_user(request: Request) -> User:
-    """The user the authentication middleware put on the request; the local user without one."""
-    user = request.scope.get("state", {}).get("user")
-    return user if isinstance(user, User) else LOCAL_USER
 
 
 async def get_limits(runtime: RuntimeDep) -> LimitSettings:
@@ -76,7 +83,6 @@ async def get_served_models(runtime: RuntimeDep) -> ServedModels:
     )
 
 
-CurrentUserDep = Annotated[User, Depends(get_current_user)]
 ServiceDep = Annotated[ChatService, Depends(get_service)]
 RunnerDep = Annotated[ReplyRunner, Depends(get_runner)]
 LimitsDep = Annotated[LimitSettings, Depends(get_limits)]

@@ -5,10 +5,15 @@ the in-process service. Every HTTP status and transport failure is translated he
 boundary, into the :mod:`chatbot.errors` class the in-process service would have raised: error
 answers through :func:`chatbot.errors.from_http` (the API's own table, read backwards), transport
 failures as :class:`BackendUnreachableError`.
+
+Bound to a user (:meth:`HttpChatService.for_user`), every request names that user in
+``X-Chatbot-User`` and ``X-Chatbot-User-Name`` (percent-encoded: headers are latin-1) next to
+the service key; the backend honours them only with that key (``CHATBOT_SERVICE_KEY``).
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import threading
@@ -29,6 +34,7 @@ from chatbot.domain import (
     ReplyEvent,
     ReplyEventType,
 )
+from chatbot.domain.users import User
 from chatbot.errors import (
     BackendUnreachableError,
     ChatbotError,
@@ -43,6 +49,17 @@ logger = logging.getLogger(__name__)
 
 # Tests and older callers know the inverse mapping by this name.
 error_from_response = from_http
+
+USER_HEADER = "X-Chatbot-User"
+USER_NAME_HEADER = "X-Chatbot-User-Name"
+
+
+def user_headers(user: User) -> dict[str, str]:
+    """The headers that name ``user`` to the backend, percent-encoded (any Unicode fits)."""
+    return {
+        USER_HEADER: quote(user.id, safe=""),
+        USER_NAME_HEADER: quote(user.name, safe=""),
+    }
 
 
 class ReplyStream(Iterator[ReplyEvent]):
@@ -140,8 +157,21 @@ class HttpChatService:
             timeout=httpx.Timeout(read_timeout_s, connect=connect_timeout_s),
             transport=transport,
         )
-        self._info: dict[str, Any] | None = None
+        # Shared with the views for_user makes: /v1/info is asked once per backend.
+        self._info: dict[str, Any] = {}
         self._info_lock = threading.Lock()
+        self._user_headers: dict[str, str] = {}
+        self._view = False
+
+    def for_user(self, user: User) -> HttpChatService:
+        """The same backend and connection pool, every request naming ``user``.
+
+        Closing the view does nothing; close the service it came from.
+        """
+        view = copy.copy(self)
+        view._user_headers = user_headers(user)
+        view._view = True
+        return view
 
     # -- identity ----------------------------------------------------------------------
     @property
@@ -152,14 +182,13 @@ class HttpChatService:
     def model_id(self) -> str:
         """The backend's model name, asked once (``GET /v1/info``)."""
         with self._info_lock:
-            if self._info is None:
-                self._info = self._json("GET", "/v1/info")
+            if not self._info:
+                self._info.update(self._json("GET", "/v1/info"))
             return str(self._info.get("model", "unknown"))
 
     def limits(self) -> ServiceLimits:
         """The backend's limits, asked once with the model (``GET /v1/info``)."""
         self.model_id  # noqa: B018 (fetches and caches /v1/info)
-        assert self._info is not None
         return ServiceLimits(**self._info["limits"])
 
     def status(self) -> RunnerStatus:
@@ -168,7 +197,8 @@ class HttpChatService:
         return RunnerStatus(**{f.name: body.get(f.name) for f in fields(RunnerStatus)})
 
     def close(self) -> None:
-        self._client.close()
+        if not self._view:
+            self._client.close()
 
     # -- conversations -----------------------------------------------------------------
     def create_conversation(
@@ -251,7 +281,7 @@ class HttpChatService:
 
     def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
-            response = self._client.request(method, path, **kwargs)
+            response = self._client.request(method, path, headers=self._user_headers, **kwargs)
         except httpx.TimeoutException as exc:
             raise self._timeout(exc) from exc
         except httpx.TransportError as exc:
@@ -265,7 +295,7 @@ class HttpChatService:
     ) -> ReplyStream:
         """Open the SSE request now, so refusals (404, 409, 429...) raise at the call."""
         request = self._client.build_request(
-            method, path, json=body, headers={"Accept": "text/event-stream"}
+            method, path, json=body, headers={"Accept": "text/event-stream", **self._user_headers}
         )
         try:
             response = self._client.send(request, stream=True)

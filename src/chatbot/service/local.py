@@ -8,6 +8,12 @@ A message is stored, then answered by a :class:`~chatbot.service.runner.Reply` w
 as its sink, so the reply goes on when the client that asked for it goes away and any client
 can :meth:`ChatService.attach` to it again.
 
+Users: a service acts for one user (:meth:`ChatService.for_user`; the local user unless bound),
+and every operation is scoped to that user's conversations, down to the SQL of the store.
+Another user's conversation is a NotFoundError exactly like a missing one, running reply
+included: the live replies are keyed by owner and conversation, so a view never finds, follows,
+or stops a reply of another user's, here or on another replica.
+
 Replicas: several services may share one PostgreSQL database. At most one reply runs per
 conversation across all of them (a unique partial index on streaming rows); a service follows
 a reply that another replica writes by reading its row (the writer saves it twice a second),
@@ -18,9 +24,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import logging
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 from chatbot.config import EngineSettings, LimitSettings, StoreSettings
@@ -38,6 +45,7 @@ from chatbot.domain import (
     parse,
 )
 from chatbot.domain.jsontext import encodable
+from chatbot.domain.users import LOCAL_USER, User
 from chatbot.engine.base import Engine
 from chatbot.errors import (
     ChatbotError,
@@ -82,12 +90,27 @@ class _LiveReply:
     final: Message | None = None
 
 
+# A running reply's key: (owner id, conversation id). Keyed by owner, a view of one user's never
+# finds another user's reply, so it cannot attach to it, stop it, or learn that it runs.
+_ReplyKey = tuple[str, str]
+
+
+@dataclass
+class _Shared:
+    """What a service and all its per-user views share: their running replies and lifecycle."""
+
+    # Running replies; None while one is being set up.
+    replies: dict[_ReplyKey, _LiveReply | None] = field(default_factory=dict)
+    saver: asyncio.Task[None] | None = None
+    closed: bool = False
+
+
 class _StoreSink:
     """Stores a reply's end (retrying a database hiccup) before its readers see it."""
 
-    def __init__(self, service: ChatService, conversation_id: str, start: ReplyStart) -> None:
+    def __init__(self, service: ChatService, key: _ReplyKey, start: ReplyStart) -> None:
         self._service = service
-        self._conversation_id = conversation_id
+        self._key = key
         self._start = start
         self.live: _LiveReply | None = None
 
@@ -118,11 +141,14 @@ class _StoreSink:
                     await asyncio.sleep(0.5 * (attempt + 1))
         finally:
             # Before readers see the end: a send right after ``done`` must not get a 409.
-            self._service._forget(self._conversation_id, self.live)
+            self._service._forget(self._key, self.live)
 
 
 class ChatService:
-    """Implements :class:`chatbot.service.protocol.AsyncChatService`; all methods are async."""
+    """Implements :class:`chatbot.service.protocol.AsyncChatService`; all methods are async.
+
+    Acts for one user: the local user, or the one :meth:`for_user` binds a view to.
+    """
 
     def __init__(
         self,
@@ -133,7 +159,8 @@ class ChatService:
         runner: ReplyRunner | None = None,
     ) -> None:
         self._engine = engine
-        self._store = store
+        self._user = LOCAL_USER
+        self._store = store.for_user(LOCAL_USER.id)
         self._limits = limits
         self.runner = runner or ReplyRunner(
             engine,
@@ -142,10 +169,26 @@ class ChatService:
             ReplyLimits(),
         )
         self._owns_engine = False
-        # Conversation id -> its running reply; None while a reply is being set up.
-        self._replies: dict[str, _LiveReply | None] = {}
-        self._saver: asyncio.Task[None] | None = None
-        self._closed = False
+        self._shared = _Shared()
+        self._view = False
+
+    def for_user(self, user: User) -> ChatService:
+        """A view acting for ``user``: every operation sees only that user's conversations.
+
+        Cheap (no I/O): it shares the store's engine, the runner (admission, metrics), the
+        running replies and the lifecycle with this service. Closing a view does nothing;
+        close the service it came from.
+        """
+        view = copy.copy(self)
+        view._user = user
+        view._store = self._store.for_user(user.id)
+        view._view = True
+        return view
+
+    @property
+    def user(self) -> User:
+        """Whom this service acts for."""
+        return self._user
 
     @classmethod
     def open(
@@ -192,21 +235,25 @@ class ChatService:
         return self.runner.status()
 
     async def close(self) -> None:
-        """End running replies (``interrupted``, text kept), then close the store and engine."""
-        if self._closed:
+        """End running replies (``interrupted``, text kept), then close the store and engine.
+
+        Of every user: a view's close does nothing, the service's closes all.
+        """
+        if self._view or self._shared.closed:
             return
-        self._closed = True
-        running = [live.reply for live in self._replies.values() if live is not None]
+        self._shared.closed = True
+        running = [live.reply for live in self._shared.replies.values() if live is not None]
         for reply in running:
             reply.stop(StopReason.SHUTDOWN)
         for reply in running:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(STOP_WAIT_S):
                     await reply.wait_finished()
-        if self._saver is not None:
-            self._saver.cancel()
+        saver = self._shared.saver
+        if saver is not None:
+            saver.cancel()
             with contextlib.suppress(BaseException):
-                await self._saver
+                await saver
         await asyncio.to_thread(self._store.close)
         if self._owns_engine:
             await asyncio.to_thread(self._engine.close)
@@ -330,7 +377,7 @@ class ChatService:
         A reply that another replica writes is followed through its stored row.
         NotFoundError (at once) for an unknown conversation.
         """
-        live = self._replies.get(conversation_id)
+        live = self._shared.replies.get(self._key(conversation_id))
         if live is not None and not live.reply.finished:
             return self._events(conversation_id, live, catch_up=True)
         message = await self._db(lambda: self._store.live_reply(conversation_id))
@@ -347,7 +394,7 @@ class ChatService:
 
         ConflictError while a reply runs in this conversation.
         """
-        if conversation_id in self._replies:
+        if self._key(conversation_id) in self._shared.replies:
             raise ConflictError(
                 "a reply is being written in this conversation; wait or stop it first",
                 param="conversation_id",
@@ -418,21 +465,23 @@ class ChatService:
     async def _start_reply(
         self, conversation_id: str, begin: Callable[[], ReplyStart]
     ) -> AsyncIterator[ReplyEvent]:
-        if self._closed:
+        if self._shared.closed:
             raise UnavailableError("the service is shutting down", code="shutting_down")
-        if conversation_id in self._replies:
+        key = self._key(conversation_id)
+        replies = self._shared.replies
+        if key in replies:
             raise ConflictError(
                 "a reply is already being written in this conversation; wait or stop it",
                 param="conversation_id",
                 code="reply_in_progress",
             )
-        self._replies[conversation_id] = None
+        replies[key] = None
         try:
             # The ticket comes first so that a full server refuses before anything is stored.
             ticket = self.runner.reserve()
             try:
                 start = await self._db(begin)
-                sink = _StoreSink(self, conversation_id, start)
+                sink = _StoreSink(self, key, start)
                 reply = self.runner.start(
                     start.conversation.prompt_messages(),
                     stored_params(start.conversation.params, self._limits),
@@ -444,17 +493,20 @@ class ChatService:
                 ticket.release()
                 raise
         except BaseException:
-            self._replies.pop(conversation_id, None)
+            replies.pop(key, None)
             raise
         live = _LiveReply(start, reply)
         sink.live = live
-        self._replies[conversation_id] = live
+        replies[key] = live
         self._ensure_saver()
         return self._events(conversation_id, live, catch_up=False)
 
-    def _forget(self, conversation_id: str, live: _LiveReply | None) -> None:
-        if live is not None and self._replies.get(conversation_id) is live:
-            del self._replies[conversation_id]
+    def _key(self, conversation_id: str) -> _ReplyKey:
+        return (self._user.id, conversation_id)
+
+    def _forget(self, key: _ReplyKey, live: _LiveReply | None) -> None:
+        if live is not None and self._shared.replies.get(key) is live:
+            del self._shared.replies[key]
 
     async def _events(
         self, conversation_id: str, live: _LiveReply, *, catch_up: bool
@@ -527,7 +579,8 @@ class ChatService:
         )
 
     async def _stop_local(self, conversation_id: str) -> bool:
-        live = self._replies.get(conversation_id)
+        """Stop this user's reply running here in the conversation; False when none runs."""
+        live = self._shared.replies.get(self._key(conversation_id))
         if live is None:
             return False
         live.reply.stop()
@@ -539,8 +592,10 @@ class ChatService:
         return True
 
     def _ensure_saver(self) -> None:
-        if self._saver is None or self._saver.done():
-            self._saver = asyncio.get_running_loop().create_task(
+        """One saver for the service and all its views (it saves every user's replies)."""
+        shared = self._shared
+        if shared.saver is None or shared.saver.done():
+            shared.saver = asyncio.get_running_loop().create_task(
                 self._save_progress(), name="reply-saver"
             )
 
@@ -550,7 +605,7 @@ class ChatService:
             await asyncio.sleep(SAVE_INTERVAL_S)
             running = {
                 live.start.placeholder.id: live
-                for live in self._replies.values()
+                for live in self._shared.replies.values()
                 if live is not None and live.start.placeholder.id is not None
             }
             if not running:

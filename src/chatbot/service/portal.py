@@ -25,6 +25,7 @@ from chatbot.domain import (
     GenerationParams,
     ReplyEvent,
 )
+from chatbot.domain.users import User
 from chatbot.engine import warm_up
 from chatbot.service.admission import AdmissionControl
 from chatbot.service.local import ChatService
@@ -104,6 +105,12 @@ class PortalChatService:
 
     def status(self) -> RunnerStatus:
         return self.service.status()
+
+    def for_user(self, user: User) -> PortalChatService:
+        """The service view of ``user`` on the same portal; its close does nothing."""
+        view = PortalChatService(self.service.for_user(user), self._portal, lambda: None)
+        view._closed = True
+        return view
 
     def close(self) -> None:
         if self._closed:

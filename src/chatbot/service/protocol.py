@@ -5,6 +5,10 @@ It is synchronous because Streamlit scripts are: in process it is
 thread), over HTTP :class:`chatbot.service.http.HttpChatService`.
 
 Every method raises only :mod:`chatbot.errors` exceptions, so callers handle one error tree.
+
+A service acts for one user (the local user unless bound with :meth:`for_user`); every
+conversation method sees only that user's conversations, and another user's is a NotFoundError
+like a missing one.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from chatbot.domain import (
     GenerationParams,
     ReplyEvent,
 )
+from chatbot.domain.users import User
 from chatbot.service.params import ServiceLimits
 from chatbot.service.waiting import RunnerStatus
 
@@ -38,6 +43,9 @@ class ChatServiceProtocol(Protocol):
 
     def status(self) -> RunnerStatus:
         """Model loaded or not, replies running and queued, the wait estimate (never cached)."""
+
+    def for_user(self, user: User) -> ChatServiceProtocol:
+        """The same service acting for ``user`` (cheap; closing it does nothing)."""
 
     # -- conversations -----------------------------------------------------------------
     def create_conversation(

@@ -1,4 +1,4 @@
-"""The schema: one row per conversation, one row per message; messages form a tree.
+"""The schema: one row per conversation (with its owner), one row per message; messages form a tree.
 
 Migrations in ``migrations/versions`` create exactly this; a test compares the two.
 """
@@ -23,6 +23,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
+
+from chatbot.domain.users import LOCAL_USER, USER_ID_MAX_CHARS
 
 MAX_TITLE_CHARS = 200
 ID_CHARS = 36
@@ -65,9 +67,17 @@ class ConversationRow(Base):
     # The last message of the branch on screen (see chatbot.store.tree). No foreign key: the
     # two tables would point at each other, and the store is the one writer of both.
     current_message_id: Mapped[str | None] = mapped_column(String(ID_CHARS))
+    # The user it belongs to (chatbot.domain.users). The server default is the local user: rows
+    # from before ownership, or written by a replica still on older code, stay the local user's.
+    owner_id: Mapped[str] = mapped_column(
+        String(USER_ID_MAX_CHARS), server_default=text(f"'{LOCAL_USER.id}'")
+    )
 
-    # The list page: newest activity first, id breaks ties so pages are stable.
-    __table_args__ = (Index("ix_conversations_updated_at_id", "updated_at", "id"),)
+    # The list page: one owner's conversations, newest activity first, id breaks ties so pages
+    # are stable.
+    __table_args__ = (
+        Index("ix_conversations_owner_updated_at_id", "owner_id", "updated_at", "id"),
+    )
 
 
 class MessageRow(Base):

@@ -3,6 +3,11 @@
 Messages form a tree (:mod:`chatbot.store.tree`): Regenerate and Edit add versions instead of
 replacing, and a conversation read from here holds its selected branch only.
 
+Every conversation has an owner (a user id). A store is bound to one user (the local user
+unless :meth:`ConversationStore.for_user` says otherwise) and every read and write that names a
+conversation carries ``owner_id = <that user>`` in its SQL, so another user's conversation is
+exactly a missing one: the same NotFoundError, with no way to tell the two apart.
+
 It speaks domain objects (:mod:`chatbot.domain`) in and out, and raises only
 :mod:`chatbot.errors` exceptions: a database that is down or failing becomes
 :class:`~chatbot.errors.UnavailableError`, never a raw SQLAlchemy error.
@@ -10,6 +15,7 @@ It speaks domain objects (:mod:`chatbot.domain`) in and out, and raises only
 
 from __future__ import annotations
 
+import copy
 import logging
 import uuid
 from collections.abc import Iterator, Mapping
@@ -34,6 +40,7 @@ from chatbot.domain import (
     Role,
 )
 from chatbot.domain.messages import utc_now
+from chatbot.domain.users import LOCAL_USER
 from chatbot.errors import (
     ChatbotError,
     ConflictError,
@@ -87,7 +94,12 @@ def new_id() -> str:
 
 
 class ConversationStore:
-    """Conversations and their messages on SQLite or PostgreSQL, one row per message."""
+    """Conversations and their messages on SQLite or PostgreSQL, one row per message.
+
+    ``owner_id`` names this process as the writer of the replies it streams (liveness, see
+    :mod:`chatbot.store.liveness`); ``user_id`` is the user whose conversations it reads and
+    writes.
+    """
 
     def __init__(
         self,
@@ -95,11 +107,19 @@ class ConversationStore:
         *,
         owner_id: str | None = None,
         stale_after_s: float = DEFAULT_STALE_AFTER_S,
+        user_id: str = LOCAL_USER.id,
     ) -> None:
         self._engine = engine
         self._writer = writer(engine)
         self.owner_id = owner_id or current_owner_id()
         self.stale_after = timedelta(seconds=stale_after_s)
+        self.user_id = user_id
+
+    def for_user(self, user_id: str) -> ConversationStore:
+        """The same database (engine, pool, process identity), scoped to ``user_id``."""
+        view = copy.copy(self)
+        view.user_id = user_id
+        return view
 
     @classmethod
     def open(
@@ -150,6 +170,7 @@ class ConversationStore:
             params=(params or GenerationParams()).model_dump(mode="json"),
             created_at=now,
             updated_at=now,
+            owner_id=self.user_id,
         )
         with self._session(write=True) as session:
             session.add(row)
@@ -158,7 +179,7 @@ class ConversationStore:
     def list_conversations(
         self, *, limit: int = 50, offset: int = 0, before: ListPosition | None = None
     ) -> list[ConversationSummary]:
-        """Newest activity first, by ``(updated_at, id)``.
+        """This user's conversations, newest activity first, by ``(updated_at, id)``.
 
         ``before`` is a keyset cursor: only rows after that one in this order. Unlike
         ``offset``, a page read that way neither repeats nor skips a row when conversations
@@ -172,7 +193,7 @@ class ConversationStore:
             ConversationRow.title,
             ConversationRow.created_at,
             ConversationRow.updated_at,
-        )
+        ).where(ConversationRow.owner_id == self.user_id)
         if before is not None:
             at, last_id = before
             chosen = chosen.where(
@@ -203,13 +224,13 @@ class ConversationStore:
     def get_conversation(self, conversation_id: str) -> Conversation:
         """The selected branch, each message with its versions."""
         with self._session() as session:
-            row = _get(session, conversation_id)
+            row = self._get(session, conversation_id)
             return _conversation(row, _tree(session, conversation_id))
 
     def all_messages(self, conversation_id: str) -> list[Message]:
         """Every message of every branch, oldest first (the whole tree, read-only)."""
         with self._session() as session:
-            _get(session, conversation_id)
+            self._get(session, conversation_id)
             tree = _tree(session, conversation_id)
             return [_message(r, tree) for r in tree.rows]
 
@@ -220,7 +241,7 @@ class ConversationStore:
         is being written here (on any replica): the branch it extends must stay on screen.
         """
         with self._session(write=True) as session:
-            row = _get(session, conversation_id)
+            row = self._get(session, conversation_id)
             self._ensure_idle(session, conversation_id)
             tree = _tree(session, conversation_id)
             target = tree.by_id.get(message_id)
@@ -248,7 +269,7 @@ class ConversationStore:
     ) -> Conversation:
         """None leaves a field as it is; an empty system prompt clears it."""
         with self._session(write=True) as session:
-            row = _get(session, conversation_id, lock=True)
+            row = self._get(session, conversation_id, lock=True)
             if title is not None:
                 row.title, row.title_custom = title, True
             if system_prompt is not None:
@@ -260,13 +281,13 @@ class ConversationStore:
 
     def delete_conversation(self, conversation_id: str) -> None:
         with self._session(write=True) as session:
-            row = _get(session, conversation_id, lock=True)
+            row = self._get(session, conversation_id, lock=True)
             session.execute(delete(MessageRow).where(MessageRow.conversation_id == row.id))
             session.delete(row)
 
     def clear_conversation(self, conversation_id: str) -> Conversation:
         with self._session(write=True) as session:
-            row = _get(session, conversation_id, lock=True)
+            row = self._get(session, conversation_id, lock=True)
             session.execute(delete(MessageRow).where(MessageRow.conversation_id == row.id))
             if not row.title_custom:
                 row.title = DEFAULT_TITLE
@@ -290,6 +311,7 @@ class ConversationStore:
             params=conversation.params.model_dump(mode="json"),
             created_at=now,
             updated_at=now,
+            owner_id=self.user_id,  # the importer's, whatever the file says
         )
         messages = [
             MessageRow(
@@ -333,7 +355,7 @@ class ConversationStore:
         replica.
         """
         with self._session(write=True) as session:
-            row = _get(session, conversation_id, lock=True)
+            row = self._get(session, conversation_id, lock=True)
             self._ensure_idle(session, conversation_id)
             now = utc_now()
             tree = _tree(session, conversation_id)
@@ -452,7 +474,7 @@ class ConversationStore:
         A streaming row whose writer is gone is marked ``interrupted`` here.
         """
         with self._session() as session:
-            _get(session, conversation_id)
+            self._get(session, conversation_id)
             row = session.scalars(_streaming_in(conversation_id)).first()
             if row is None:
                 return None
@@ -462,9 +484,16 @@ class ConversationStore:
         return None
 
     def reply_message(self, message_id: str) -> Message | None:
-        """A message as stored now (None once deleted); dead streaming rows become interrupted."""
+        """A message of this user's as stored now (None once deleted, or not theirs).
+
+        Dead streaming rows become interrupted.
+        """
         with self._session() as session:
-            row = session.get(MessageRow, message_id)
+            row = session.scalars(
+                select(MessageRow)
+                .join(ConversationRow, ConversationRow.id == MessageRow.conversation_id)
+                .where(MessageRow.id == message_id, ConversationRow.owner_id == self.user_id)
+            ).first()
             if row is None:
                 return None
             if row.status != STREAMING or self._is_live(row):
@@ -476,7 +505,7 @@ class ConversationStore:
     def request_stop(self, conversation_id: str) -> bool:
         """Ask the replica that writes the live reply here to stop it; False when none runs."""
         with self._session(write=True) as session:
-            _get(session, conversation_id, lock=True)
+            self._get(session, conversation_id, lock=True)
             row = session.scalars(_streaming_in(conversation_id)).first()
             if row is None:
                 return False
@@ -502,6 +531,29 @@ class ConversationStore:
         return len(dead)
 
     # -- internals ---------------------------------------------------------------------
+    def _get(
+        self, session: Session, conversation_id: str, *, lock: bool = False
+    ) -> ConversationRow:
+        """This user's conversation; ``lock`` holds its row (``FOR UPDATE``) until the end.
+
+        Every write that adds, changes or deletes a conversation's messages locks its row first,
+        so on PostgreSQL a delete and a send that start together run one after the other: the
+        send that comes second finds no conversation (404) instead of failing on a foreign key
+        or a vanished row. SQLite's writers are serialised anyway (``BEGIN IMMEDIATE``).
+        Another user's conversation is not found, with the same error as a missing one.
+        """
+        statement = select(ConversationRow).where(
+            ConversationRow.id == conversation_id, ConversationRow.owner_id == self.user_id
+        )
+        if lock:
+            statement = statement.with_for_update()
+        row = session.scalars(statement).first()
+        if row is None:
+            raise NotFoundError(
+                f"no conversation with id {conversation_id!r}", param="conversation_id"
+            )
+        return row
+
     def _ensure_idle(self, session: Session, conversation_id: str) -> None:
         row = session.scalars(_streaming_in(conversation_id)).first()
         if row is None:
@@ -584,20 +636,6 @@ def _deleted(conversation_id: str) -> NotFoundError:
         f"no conversation with id {conversation_id!r} (it was deleted while this request ran)",
         param="conversation_id",
     )
-
-
-def _get(session: Session, conversation_id: str, *, lock: bool = False) -> ConversationRow:
-    """The conversation's row; ``lock`` holds it (``FOR UPDATE``) until the transaction ends.
-
-    Every write that adds, changes or deletes a conversation's messages locks its row first,
-    so on PostgreSQL a delete and a send that start together run one after the other: the
-    send that comes second finds no conversation (404) instead of failing on a foreign key
-    or a vanished row. SQLite's writers are serialised anyway (``BEGIN IMMEDIATE``).
-    """
-    row = session.get(ConversationRow, conversation_id, with_for_update=lock)
-    if row is None:
-        raise NotFoundError(f"no conversation with id {conversation_id!r}", param="conversation_id")
-    return row
 
 
 def _streaming_in(conversation_id: str) -> Any:
