@@ -8,7 +8,10 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from chatbot.config import AuthMode, AuthSettings
-from chatbot.ui.signin import SIGN_IN_KEY
+from chatbot.domain.users import User, oidc_user_id
+from chatbot.service.portal import PortalChatService
+from chatbot.ui.signin import SIGN_IN_KEY, SIGN_OUT_KEY
+from tests.ui.conftest import RUN_TIMEOUT_S
 
 SECRETS = {
     "auth": {
@@ -81,3 +84,65 @@ def test_header_mode_without_a_trusted_proxy_explains_the_rule() -> None:
     assert not at.exception
     assert "X-Auth-User" in _texts(at) and "CHATBOT_TRUSTED_PROXIES" in _texts(at)
     assert not at.chat_input
+
+
+def chat_script(service: object, auth: object, host: str) -> None:
+    from chatbot.ui.app import render_for_user
+
+    render_for_user(service, auth, host)  # type: ignore[arg-type]
+
+
+def _claims(subject: str, name: str) -> dict[str, Any]:
+    return {"is_logged_in": True, "iss": ISSUER, "sub": subject, "name": name}
+
+
+ISSUER = "http://127.0.0.1:9"
+
+
+@pytest.mark.slow
+def test_signed_in_user_sees_their_name_only_their_chats_and_signs_out(
+    monolith_service: PortalChatService,
+) -> None:
+    alice = User(oidc_user_id(ISSUER, "alice"), "Alice")
+    bob = User(oidc_user_id(ISSUER, "bob"), "Bob")
+    theirs = monolith_service.for_user(bob).create_conversation(title="Bob's secret plans")
+    at = AppTest.from_function(
+        chat_script,
+        args=(monolith_service, AuthSettings(auth=AuthMode.OIDC), "127.0.0.1"),
+        default_timeout=RUN_TIMEOUT_S,
+    )
+    at.secrets = SECRETS
+    at.user = _claims("alice", "Alice")
+    at.query_params["c"] = theirs.id or ""  # a link to Bob's conversation: not Alice's
+    at.run()
+    assert not at.exception
+    assert any("Signed in as **Alice**" in c.value for c in at.sidebar.caption)
+    assert "That conversation no longer exists." in " ".join(w.value for w in at.warning)
+    labels = [b.label for b in at.sidebar.button]
+    assert "Sign out" in labels and "Bob's secret plans" not in labels
+    mine = monolith_service.for_user(alice).list_conversations()
+    assert len(mine) == 1 and at.query_params["c"] in (mine[0].id, [mine[0].id])
+    assert [c.id for c in monolith_service.for_user(bob).list_conversations()] == [theirs.id]
+
+    remembered = [f"chatbot.title.{mine[0].id}", "chatbot.user", "chatbot.shown_conversation"]
+    assert all(key in at.session_state for key in remembered)
+
+    at.sidebar.button(key=SIGN_OUT_KEY).click().run()
+    assert not at.exception
+    assert "c" not in at.query_params  # the conversation id does not outlive the user
+    assert not any(key in at.session_state for key in remembered)
+    assert [b.label for b in at.button] == ["Sign in"]
+
+
+@pytest.mark.slow
+def test_no_sign_in_on_a_public_address_shows_who_shares(
+    monolith_service: PortalChatService,
+) -> None:
+    for host, shared in (("0.0.0.0", True), ("127.0.0.1", False)):
+        at = AppTest.from_function(
+            chat_script, args=(monolith_service, AuthSettings(), host), default_timeout=60
+        ).run()
+        assert not at.exception
+        warned = [w.value for w in at.warning if "shares these conversations" in w.value]
+        assert bool(warned) is shared
+        assert not any("Signed in" in c.value for c in at.sidebar.caption)
