@@ -263,13 +263,14 @@ def test_header_mode_honours_only_a_trusted_proxy(
 
 
 def test_no_sign_in_on_a_public_address_warns_every_visitor(
-    browser: Any, start_ui: Callable[..., UIProcess]
+    browser: Any, backend_server: BackendProcess, start_ui: Callable[..., UIProcess]
 ) -> None:
-    ui = start_ui("--host", "0.0.0.0", "--backend", f"http://127.0.0.1:{free_port()}")
+    ui = start_ui("--host", "0.0.0.0", "--backend", backend_server.url)
     page = _page(browser, ui.url)  # 0.0.0.0 is reached on 127.0.0.1
     expect(
         page.get_by_text("Anyone who can open this page shares these conversations")
     ).to_be_visible(timeout=TIMEOUT_MS)
+    expect(page.get_by_test_id("stChatInputTextArea")).to_be_enabled(timeout=TIMEOUT_MS)
     assert "WARNING" in ui.log() and "shares the same conversations" in ui.log()
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / "none-on-a-public-address.png"))
