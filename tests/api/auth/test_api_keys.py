@@ -176,3 +176,30 @@ def test_per_user_keys_and_the_service_key_work_in_every_mode(
         assert placeholder.status_code == (200 if mode is AuthMode.NONE else 401)
     assert "request acts for carol (API key)" in caplog.text
     assert "request acts for dan (service key)" in caplog.text
+
+
+def test_the_terminal_chats_with_a_per_user_key(live_backend: StartBackend) -> None:
+    backend = live_backend(AuthSettings(auth=AuthMode.HEADER, trusted_proxies="10.0.0.1"))
+    key = Cli(backend.data_dir).run("create", "--user", "erin").stdout.strip()
+
+    def chat(key: str | None) -> subprocess.CompletedProcess[str]:
+        env = {k: v for k, v in os.environ.items() if not k.endswith("API_KEY")}
+        if key is not None:
+            env["CHATBOT_BACKEND_API_KEY"] = key
+        return subprocess.run(
+            [str(CHATBOT), "chat", "--backend", backend.url, "--max-tokens", "4"],
+            cwd=ROOT,
+            env=env,
+            input="hello\n",
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    answered = chat(key)
+    assert answered.returncode == 0, answered.stderr
+    assert answered.stdout.strip()
+    refused = chat(None)
+    # Without a key the terminal shows the backend's reason and goes on (as for any error).
+    assert "[error: sign in through the authenticating proxy" in refused.stdout
+    assert key not in answered.stderr + refused.stdout + refused.stderr
