@@ -13,6 +13,7 @@ pytest_plugins = [
     "tests.fixtures.databases",
     "tests.fixtures.servers",
     "tests.fixtures.browser",
+    "tests.fixtures.oidc",
 ]
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"

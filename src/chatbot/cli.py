@@ -1,4 +1,4 @@
-"""``chatbot ui | serve | chat | bench``: flags come from the settings models."""
+"""``chatbot ui | serve | chat | bench | keys``: flags come from the settings models."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pydantic_settings import BaseSettings
 
 from chatbot.config import (
+    AuthSettings,
     EngineSettings,
     LimitSettings,
     LogSettings,
@@ -56,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_bench_arguments(bench)
     add_flags(bench, LogSettings)
 
+    from chatbot.keys_cli import add_keys_parser
+
+    add_keys_parser(commands)
     return parser
 
 
@@ -63,7 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         level = settings_from(args, LogSettings).log_level
-        _configure_logging(level or ("WARNING" if args.command == "chat" else "INFO"))
+        _configure_logging(level or ("WARNING" if args.command in ("chat", "keys") else "INFO"))
         return _dispatch(args)
     except ConfigurationError as exc:
         sys.stderr.write(f"chatbot: {exc.message}\n")
@@ -85,7 +89,12 @@ def _dispatch(args: argparse.Namespace) -> int:
                 settings_from(args, EngineSettings),
                 settings_from(args, StoreSettings),
                 settings_from(args, LimitSettings),
+                settings_from(args, AuthSettings),
             )
+        case "keys":
+            from chatbot.keys_cli import run_keys
+
+            return run_keys(args)
         case "bench":
             from chatbot.bench import run_bench
 

@@ -12,9 +12,9 @@ from starlette.middleware.cors import CORSMiddleware
 
 import chatbot
 from chatbot.api import openapi
+from chatbot.api.auth import AuthMiddleware, build_authenticator
 from chatbot.api.error_handlers import install_handlers
 from chatbot.api.middleware import (
-    AuthMiddleware,
     BodyLimitMiddleware,
     DrainMiddleware,
     MetricsMiddleware,
@@ -22,13 +22,21 @@ from chatbot.api.middleware import (
 from chatbot.api.openai.router import router as openai_router
 from chatbot.api.routes import conversations, health, prometheus, seed
 from chatbot.api.runtime import Runtime
-from chatbot.config import EngineSettings, LimitSettings, ServerSettings, StoreSettings
+from chatbot.config import (
+    AuthSettings,
+    EngineSettings,
+    LimitSettings,
+    ServerSettings,
+    StoreSettings,
+    load,
+)
 from chatbot.engine import Engine, create_engine, warm_up
 from chatbot.errors import ChatbotError, ConfigurationError
 from chatbot.service.admission import AdmissionControl
 from chatbot.service.local import ChatService
 from chatbot.service.metrics import Metrics
 from chatbot.service.runner import ReplyLimits, ReplyRunner, StopReason
+from chatbot.store.api_keys import ApiKeyStore
 
 logger = logging.getLogger(__name__)
 
@@ -40,9 +48,14 @@ def create_app(
     limits: LimitSettings,
     *,
     engine: Engine | None = None,
+    auth: AuthSettings | None = None,
 ) -> FastAPI:
-    """Build the backend. Pass a loaded ``engine`` to share it, as tests do."""
+    """Build the backend. Pass a loaded ``engine`` to share it, as tests do.
+
+    ``auth`` defaults to the environment's (``CHATBOT_AUTH`` and its settings).
+    """
     _check_cors(server.cors_origins)
+    auth = auth or load(AuthSettings)
     admission = AdmissionControl(
         server.max_concurrent_requests, server.max_queued_requests, server.queue_timeout_s
     )
@@ -77,13 +90,13 @@ def create_app(
     ):
         app.include_router(router)
     install_handlers(app)
-    openapi.install(app, server, limits)
+    authenticator = build_authenticator(server, auth, lambda: runtime.api_keys)
+    openapi.install(app, server, limits, auth)
     # Added innermost first: the last one added is the outermost.
     app.add_middleware(
         BodyLimitMiddleware, max_bytes=limits.max_body_bytes, timeout_s=server.body_timeout_s
     )
-    if server.api_key is not None:
-        app.add_middleware(AuthMiddleware, api_key=server.api_key.get_secret_value())
+    app.add_middleware(AuthMiddleware, authenticator=authenticator)
     app.add_middleware(DrainMiddleware, runtime=runtime)
     app.add_middleware(MetricsMiddleware, runtime=runtime, routes=lambda: list(app.routes))
     if server.cors_origins:
@@ -92,7 +105,12 @@ def create_app(
             allow_origins=list(server.cors_origins),
             allow_credentials=True,
             allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
-            allow_headers=["Authorization", "Content-Type"],
+            allow_headers=[
+                "Authorization",
+                "Content-Type",
+                "X-Chatbot-User",
+                "X-Chatbot-User-Name",
+            ],
         )
     return app
 
@@ -153,6 +171,12 @@ async def _start(runtime: Runtime, admission: AdmissionControl) -> None:
             engine=engine,
             runner=runner,
         )
+        # The service ran the migrations: the key table is there.
+        runtime.api_keys = await asyncio.to_thread(
+            ApiKeyStore.open,
+            runtime.store_settings.resolved_database_url(),
+            migrate_schema=False,
+        )
     except ChatbotError as exc:
         runtime.startup_error = exc.message
         logger.error("startup failed: %s", exc.message)
@@ -172,6 +196,9 @@ async def _start_in_background(runtime: Runtime, admission: AdmissionControl) ->
 
 
 async def _close(runtime: Runtime) -> None:
+    if runtime.api_keys is not None:
+        await asyncio.to_thread(runtime.api_keys.close)
+        runtime.api_keys = None
     if runtime.service is not None:
         await runtime.service.close()
     if runtime.runner is not None:

@@ -1,13 +1,13 @@
 """Pure ASGI middleware (no BaseHTTPMiddleware: it would break streaming and disconnects).
 
-Order, outermost first: CORS, metrics, drain, auth, body limit, then the app.
+Order, outermost first: CORS, metrics, drain, auth (:mod:`chatbot.api.auth`), body limit,
+then the app.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import json
 import logging
 from collections.abc import Callable
@@ -158,36 +158,6 @@ class DrainMiddleware:
                 app.cancel()
                 with contextlib.suppress(BaseException):
                     await app
-
-
-class AuthMiddleware:
-    """``Authorization: Bearer <key>`` on every route but the public ones, in constant time."""
-
-    def __init__(self, app: ASGIApp, api_key: str) -> None:
-        self.app = app
-        self.key = api_key.encode()
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in PUBLIC_PATHS:
-            await self.app(scope, receive, send)
-            return
-        given = b""
-        for name, value in scope.get("headers", []):
-            if name == b"authorization":
-                given = value
-                break
-        scheme, _, token = given.partition(b" ")
-        if scheme.lower() != b"bearer" or not hmac.compare_digest(token.strip(), self.key):
-            await send_error(
-                send,
-                401,
-                "missing or wrong API key: send 'Authorization: Bearer <key>'",
-                "authentication_error",
-                "invalid_api_key",
-                [(b"www-authenticate", b"Bearer")],
-            )
-            return
-        await self.app(scope, receive, send)
 
 
 class BodyLimitMiddleware:

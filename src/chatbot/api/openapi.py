@@ -21,11 +21,11 @@ from fastapi.openapi.utils import get_openapi
 
 from chatbot.api.middleware import PROBE_PATHS, PUBLIC_PATHS
 from chatbot.api.openai.protocol import ErrorResponse
-from chatbot.config import LimitSettings, ServerSettings
+from chatbot.config import AuthMode, AuthSettings, LimitSettings, ServerSettings
 
 ERROR_STATUSES = {
     400: "Invalid request: the message and `param` say what to fix.",
-    401: "Missing or wrong API key (`Authorization: Bearer <key>`).",
+    401: "Missing or wrong credentials (`Authorization: Bearer <API key or token>`).",
     404: "No such resource (conversation, message or model).",
     409: "The conversation is busy with another reply, or cannot be answered again.",
     408: "The request body did not arrive within CHATBOT_BODY_TIMEOUT_S.",
@@ -50,7 +50,9 @@ GENERATING = frozenset(
 _UNUSED = ("HTTPValidationError", "ValidationError")
 
 
-def install(app: FastAPI, server: ServerSettings, limits: LimitSettings) -> None:
+def install(
+    app: FastAPI, server: ServerSettings, limits: LimitSettings, auth: AuthSettings | None = None
+) -> None:
     """Serve the finished document at ``/openapi.json`` (built once, on first request)."""
 
     def document() -> dict[str, Any]:
@@ -61,13 +63,21 @@ def install(app: FastAPI, server: ServerSettings, limits: LimitSettings) -> None
                 description=app.description,
                 routes=app.routes,
             )
-            app.openapi_schema = finish(schema, server, limits)
+            app.openapi_schema = finish(schema, server, limits, auth)
         return app.openapi_schema
 
     app.openapi = document  # type: ignore[method-assign]
 
 
-def finish(schema: dict[str, Any], server: ServerSettings, limits: LimitSettings) -> dict[str, Any]:
+def finish(
+    schema: dict[str, Any],
+    server: ServerSettings,
+    limits: LimitSettings,
+    auth: AuthSettings | None = None,
+) -> dict[str, Any]:
+    mode = auth.auth if auth is not None else AuthMode.NONE
+    # Anonymous requests are refused (401) with a key, or in the oidc and header modes.
+    protected = server.api_key is not None or mode is not AuthMode.NONE
     components = schema.setdefault("components", {}).setdefault("schemas", {})
     components["ErrorResponse"] = ErrorResponse.model_json_schema(
         ref_template="#/components/schemas/{model}"
@@ -76,13 +86,14 @@ def finish(schema: dict[str, Any], server: ServerSettings, limits: LimitSettings
         components.setdefault(name, definition)
     for path, item in schema.get("paths", {}).items():
         for method, operation in item.items():
-            _declare_statuses(path, method, operation, protected=server.api_key is not None)
+            _declare_statuses(path, method, operation, protected=protected)
     _link_created_conversations(schema["paths"])
     for name in _UNUSED:
         components.pop(name, None)
     _write_limits(components, limits)
-    if server.api_key is not None:
-        _declare_bearer(schema)
+    if protected:
+        assert auth is not None or server.api_key is not None
+        _declare_security(schema, auth)
     return schema
 
 
@@ -134,14 +145,37 @@ def _ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
-def _declare_bearer(schema: dict[str, Any]) -> None:
+def _declare_security(schema: dict[str, Any], auth: AuthSettings | None) -> None:
+    """The ways in for this mode; any one of them is enough (OpenAPI's list is an OR)."""
     schemes = schema["components"].setdefault("securitySchemes", {})
-    schemes["APIKey"] = {"type": "http", "scheme": "bearer", "description": "CHATBOT_API_KEY"}
+    schemes["APIKey"] = {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "CHATBOT_API_KEY (the local user), a per-user key from "
+        "'chatbot keys create' (cb-...), or CHATBOT_SERVICE_KEY with X-Chatbot-User.",
+    }
+    requirements: list[dict[str, list[str]]] = [{"APIKey": []}]
+    if auth is not None and auth.auth is AuthMode.OIDC and auth.oidc_issuer:
+        schemes["OpenIDConnect"] = {
+            "type": "openIdConnect",
+            "openIdConnectUrl": auth.oidc_issuer.rstrip("/") + "/.well-known/openid-configuration",
+            "description": "An ID token of the provider, as 'Authorization: Bearer <token>'.",
+        }
+        requirements.append({"OpenIDConnect": []})
+    if auth is not None and auth.auth is AuthMode.HEADER:
+        schemes["ProxyHeader"] = {
+            "type": "apiKey",
+            "in": "header",
+            "name": auth.auth_header,
+            "description": "Set by the authenticating proxy; honoured only from "
+            "CHATBOT_TRUSTED_PROXIES.",
+        }
+        requirements.append({"ProxyHeader": []})
     for path, item in schema.get("paths", {}).items():
         if path in PUBLIC_PATHS:
             continue
         for operation in item.values():
-            operation["security"] = [{"APIKey": []}]
+            operation["security"] = requirements
 
 
 def _write_limits(components: dict[str, Any], limits: LimitSettings) -> None:

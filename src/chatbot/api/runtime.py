@@ -19,6 +19,7 @@ from chatbot.engine import Engine
 from chatbot.service.local import ChatService
 from chatbot.service.metrics import Metrics
 from chatbot.service.runner import ReplyRunner
+from chatbot.store.api_keys import ApiKeyStore
 
 
 class Drain:
@@ -112,6 +113,8 @@ class Runtime:
     engine: Engine | None = None
     runner: ReplyRunner | None = None
     service: ChatService | None = None
+    # Per-user API keys, on the conversations' database; opened after its migrations ran.
+    api_keys: ApiKeyStore | None = None
     owns_engine: bool = True
     owns_service: bool = True
     ready: threading.Event = field(default_factory=threading.Event)

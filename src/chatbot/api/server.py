@@ -18,7 +18,13 @@ import uvicorn
 from chatbot.api.app import create_app
 from chatbot.api.connections import head_timeout_protocol, install_access_log_redaction
 from chatbot.api.runtime import Runtime
-from chatbot.config import EngineSettings, LimitSettings, ServerSettings, StoreSettings
+from chatbot.config import (
+    AuthSettings,
+    EngineSettings,
+    LimitSettings,
+    ServerSettings,
+    StoreSettings,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -73,10 +79,14 @@ class DrainingServer(uvicorn.Server):
 
 
 def run_server(
-    server: ServerSettings, engine: EngineSettings, store: StoreSettings, limits: LimitSettings
+    server: ServerSettings,
+    engine: EngineSettings,
+    store: StoreSettings,
+    limits: LimitSettings,
+    auth: AuthSettings | None = None,
 ) -> int:
     """Serve until a signal; 0 after a clean drain, 1 when the model or store failed to start."""
-    app = create_app(server, engine, store, limits)
+    app = create_app(server, engine, store, limits, auth=auth)
     level = logging.getLevelName(logging.getLogger().getEffectiveLevel())
     config = uvicorn.Config(
         app,

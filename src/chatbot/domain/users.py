@@ -34,3 +34,20 @@ LOCAL_USER = User(id="local", name="local user")
 def oidc_user_id(issuer: str, subject: str) -> str:
     """The issuer plus the subject: a subject is only unique within its issuer."""
     return f"{issuer.rstrip('/')}#{subject}"
+
+
+PROXY_PREFIXES = ("accounts.google.com:",)
+"""Prefixes proxies put before the user (Google IAP: ``accounts.google.com:a@b.c``), removed."""
+
+
+def proxy_header_user(value: str) -> User:
+    """The user an authenticating proxy named in its header (``CHATBOT_AUTH=header``).
+
+    The id is the header's value (usually an e-mail) without a known prefix; the UI and the
+    backend both use this, so a user is the same owner behind either. ValueError if unusable.
+    """
+    value = value.strip()
+    for prefix in PROXY_PREFIXES:
+        if value.startswith(prefix):
+            value = value[len(prefix) :]
+    return User(id=value, name=value)

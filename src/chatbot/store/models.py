@@ -121,3 +121,24 @@ class MessageRow(Base):
             postgresql_where=text("status = 'streaming'"),
         ),
     )
+
+
+class ApiKeyRow(Base):
+    """A per-user API key: only its SHA-256 digest is kept (see chatbot.domain.api_keys)."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(ID_CHARS), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(512))
+    user_name: Mapped[str] = mapped_column(String(512))
+    key_hash: Mapped[str] = mapped_column(String(64))
+    prefix: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        # Every authenticated request finds its key by the digest.
+        UniqueConstraint("key_hash", name="uq_api_keys_key_hash"),
+        Index("ix_api_keys_user_id", "user_id"),
+    )
