@@ -1,7 +1,7 @@
 """Per-user API keys: one row per key, with the SHA-256 digest of the key, never the key.
 
 Revision ID: 0004
-Revises: 0002 (re-linked after 0003 when the branches merge)
+Revises: 0003
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from alembic import op
 from chatbot.store.models import UTCDateTime
 
 revision = "0004"
-down_revision = "0002"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 
