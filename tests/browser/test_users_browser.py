@@ -128,12 +128,18 @@ def _two_users(browser: Any, ui: UIProcess, provider: OIDCProvider, deployment: 
     """Alice and Bob in two contexts: each sees only their own, also after a reload."""
     for subject, (name, _) in USERS.items():
         provider.set_user(subject, name=name, email=f"{subject}@example.com")
+    SHOTS.mkdir(parents=True, exist_ok=True)
     alice = _page(browser, ui.url)
+    expect(alice.get_by_role("button", name="Sign in", exact=True)).to_be_visible(
+        timeout=TIMEOUT_MS
+    )
+    alice.screenshot(path=str(SHOTS / f"{deployment}-sign-in.png"))
     # A refused sign-in says so, and offers to try again.
     _click_sign_in(alice)
     alice.get_by_role("button", name="Deny").click()
     expect(alice.get_by_text("The sign-in was refused.")).to_be_visible(timeout=TIMEOUT_MS)
     expect(alice.get_by_test_id("stChatInputTextArea")).to_have_count(0)
+    alice.screenshot(path=str(SHOTS / f"{deployment}-sign-in-refused.png"))
     alice.goto(ui.url)
     _sign_in(alice, "alice")
     bob = _page(browser, ui.url)
@@ -146,7 +152,6 @@ def _two_users(browser: Any, ui: UIProcess, provider: OIDCProvider, deployment: 
         page.reload()
         expect(page.get_by_text(f"Signed in as {USERS[own][0]}")).to_be_visible(timeout=TIMEOUT_MS)
         _sees_only_own(page, USERS[own][1], USERS[other][1])
-    SHOTS.mkdir(parents=True, exist_ok=True)
     shots = [SHOTS / f"{deployment}-{subject}.png" for subject in ("alice", "bob")]
     alice.screenshot(path=str(shots[0]))
     bob.screenshot(path=str(shots[1]))
