@@ -11,7 +11,7 @@ import concurrent.futures
 import logging
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -74,6 +74,14 @@ def test_a_token_from_the_provider_signs_its_user_in(
     expected = oidc_user_id(oidc_provider.issuer, "alice")
     assert f"request acts for {expected} (OIDC token)" in caplog.text
     assert token not in caplog.text
+
+
+def test_a_token_naming_its_key_is_checked_with_that_key(
+    oidc_backend: LiveBackend, oidc_provider: OIDCProvider
+) -> None:
+    token = oidc_provider.sign(_claims(oidc_provider), with_kid=True)
+    assert jwt.get_unverified_header(token)["kid"]
+    assert _get(oidc_backend, token).status_code == 200
 
 
 def test_no_token_in_oidc_mode_is_401_with_how_to_sign_in(oidc_backend: LiveBackend) -> None:
@@ -192,3 +200,13 @@ def test_the_verifier_names_the_user_from_the_claims(oidc_provider: OIDCProvider
     user = run_async(verifier.user_for(oidc_provider.id_token("erin")))
     assert user.id == f"{oidc_provider.issuer}#erin"
     assert user.name == "erin@example.com"
+
+
+def test_a_token_of_another_provider_is_401(
+    oidc_backend: LiveBackend, start_oidc_provider: Callable[..., OIDCProvider]
+) -> None:
+    other = start_oidc_provider()
+    token = other.id_token("alice")
+    response = _get(oidc_backend, token)
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "invalid_token"
