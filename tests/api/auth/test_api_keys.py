@@ -18,7 +18,7 @@ import pytest
 from pydantic import SecretStr
 
 from chatbot.config import AuthMode, AuthSettings
-from tests.api.auth.conftest import LiveBackend, StartBackend
+from tests.api.auth.conftest import LiveBackend, StartBackend, acted_for
 from tests.fixtures.servers import CHATBOT, ROOT
 
 pytestmark = pytest.mark.slow
@@ -74,7 +74,7 @@ def test_a_key_from_the_cli_works_until_revoked_and_no_secret_is_logged(
     with httpx.Client(base_url=keyed.url, timeout=30) as client:
         mine = client.post("/v1/conversations", json={"title": "a"}, headers=_auth(key))
         assert mine.status_code == 201, mine.text
-        assert "request acts for alice@example.com (API key)" in caplog.text
+        assert acted_for("alice@example.com", "API key") in caplog.text
         listed = cli.run("list").stdout
         assert prefix in listed and "alice@example.com" in listed and "Alice" in listed
         assert key not in listed
@@ -95,15 +95,18 @@ def test_a_key_from_the_cli_works_until_revoked_and_no_secret_is_logged(
         assert client.get("/v1/conversations", headers=_auth(API_KEY + "x")).status_code == 401
         assert client.get("/v1/conversations", headers=_auth(key + "x")).status_code == 401
         served = client.get(
-            "/v1/conversations", headers=_auth(SERVICE_KEY, **{"X-Chatbot-User": "bob"})
+            "/v1/conversations",
+            headers=_auth(SERVICE_KEY, **{"X-Chatbot-User": "named-robert@example.com"}),
         )
         assert served.status_code == 200
 
     assert cli.run("revoke", "no-such-key", check=False).returncode != 0
     logs = caplog.text + cli.stderr
     assert "API key" in logs and "alembic" in logs  # the logs are there, at DEBUG
-    for secret in (key, key[11:], API_KEY, SERVICE_KEY):
+    for secret in (key, key[11:], API_KEY, SERVICE_KEY, "named-robert@example.com"):
         assert secret not in logs
+    # The CLI names the user it made the key for; the server's log never names a user.
+    assert "alice@example.com" not in caplog.text
 
 
 def test_the_service_key_acts_for_the_named_user_only_with_it(
@@ -119,7 +122,7 @@ def test_the_service_key_acts_for_the_named_user_only_with_it(
     with httpx.Client(base_url=keyed.url, timeout=30) as client:
         served = client.get("/v1/conversations", headers=_auth(SERVICE_KEY, **named))
         assert served.status_code == 200, served.text
-        assert f"request acts for {user} (service key)" in caplog.text
+        assert acted_for(user, "service key") in caplog.text
 
         missing = client.get("/v1/conversations", headers=_auth(SERVICE_KEY))
         assert missing.status_code == 400
@@ -141,6 +144,7 @@ def test_the_service_key_acts_for_the_named_user_only_with_it(
             in client.get("/v1/conversations", headers=_auth(API_KEY, **named)).text
         )
         # ... unless it names the very user the credential is (the UI names its user).
+        assert name not in caplog.text and "josé" not in caplog.text
         same = client.get(
             "/v1/conversations", headers=_auth(API_KEY, **{"X-Chatbot-User": "local"})
         )
@@ -174,8 +178,8 @@ def test_per_user_keys_and_the_service_key_work_in_every_mode(
         # An OpenAI client's placeholder key is ignored in the open mode, as before.
         placeholder = client.get("/v1/conversations", headers=_auth("EMPTY"))
         assert placeholder.status_code == (200 if mode is AuthMode.NONE else 401)
-    assert "request acts for carol (API key)" in caplog.text
-    assert "request acts for dan (service key)" in caplog.text
+    assert acted_for("carol", "API key") in caplog.text
+    assert acted_for("dan", "service key") in caplog.text
 
 
 def test_the_terminal_chats_with_a_per_user_key(live_backend: StartBackend) -> None:
