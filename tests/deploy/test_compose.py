@@ -106,6 +106,32 @@ def test_stop_grace_covers_the_drain(compose: dict[str, Any]) -> None:
         assert float(service["stop_grace_period"].rstrip("s")) > grace
 
 
+@pytest.fixture(scope="module")
+def with_auth(compose: dict[str, Any]) -> dict[str, Any]:
+    return merged(compose, load("docker-compose.auth.yml"))
+
+
+def test_auth_variant_puts_a_trusted_proxy_in_front_of_the_ui(with_auth: dict[str, Any]) -> None:
+    services = with_auth["services"]
+    for name in CHATBOT_SERVICES:
+        check_env(services[name]["environment"], f"compose+auth {name}")
+        check_command(services[name]["command"], f"compose+auth {name}")
+    ui = services["ui"]["environment"]
+    assert ui["CHATBOT_AUTH"] == "header"
+    proxy = services["oauth2-proxy"]
+    proxy_address = proxy["networks"]["front"]["ipv4_address"]
+    assert ui["CHATBOT_TRUSTED_PROXIES"] == proxy_address  # only the proxy may name a user
+    assert "front" in services["ui"]["networks"]
+    ui_port = int(flag_value(services["ui"]["command"], "--port") or default_ui_port())
+    assert f"--upstream=http://ui:{ui_port}" in proxy["command"]
+    # the UI names its user on the backends with the service key they all share
+    keys = {services[name]["environment"]["CHATBOT_SERVICE_KEY"] for name in CHATBOT_SERVICES}
+    assert len(keys) == 1
+    for name in ("backend1", "backend2"):
+        env = services[name]["environment"]
+        assert "CHATBOT_DATABASE_URL" in env and "CHATBOT_API_KEY" in env
+
+
 def test_vllm_variant_points_the_backends_at_vllm(with_vllm: dict[str, Any]) -> None:
     services = with_vllm["services"]
     vllm = services["vllm"]
