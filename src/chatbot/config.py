@@ -285,6 +285,12 @@ class UISettings(BaseSettings):
     backend_api_key: SecretStr | None = Field(
         default=None, description="Key the UI sends to the backend (default: CHATBOT_API_KEY)."
     )
+    ui_secrets_file: Path | None = Field(
+        default=None,
+        description="Streamlit's secrets.toml with the [auth] section for CHATBOT_AUTH=oidc "
+        "(default: Streamlit's own places, ./.streamlit/secrets.toml then "
+        "~/.streamlit/secrets.toml).",
+    )
 
 
 class AuthMode(StrEnum):

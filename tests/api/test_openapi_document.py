@@ -63,7 +63,11 @@ def test_the_api_key_is_a_declared_bearer_scheme(make_client: ClientFactory) -> 
     assert "security" not in document["paths"]["/health"]["get"]
     assert "401" in document["paths"]["/v1/models"]["get"]["responses"]
     plain = make_client().get("/openapi.json").json()
-    assert "401" not in plain["paths"]["/v1/models"]["get"]["responses"]  # never happens
+    # Open to anonymous requests: no scheme is required, but a refused key is still a 401.
+    assert "securitySchemes" not in plain["components"]
+    assert "security" not in plain["paths"]["/v1/models"]["get"]
+    assert "401" in plain["paths"]["/v1/models"]["get"]["responses"]
+    assert "401" not in plain["paths"]["/health"]["get"]["responses"]
 
 
 def test_a_wrong_method_is_405_naming_every_method_of_the_path(client: TestClient) -> None:

@@ -5,7 +5,7 @@ FastAPI writes what the routes declare; this adds what the app around them does,
 
 - no ``422``: validation errors are ``400`` in the OpenAI error shape (:mod:`.error_handlers`);
 - the statuses of the middleware (``408`` body too slow, ``413`` body too large, ``503``
-  draining, ``401`` with an API key), of the framework (``400`` for malformed JSON or
+  draining, ``401`` refused credentials), of the framework (``400`` for malformed JSON or
   parameters, ``500``), and of generation (``429`` overloaded, ``502``/``504`` upstream and
   timeouts), each with the error body;
 - the limits that are settings (``CHATBOT_MAX_TOKENS_CAP``, ``CHATBOT_MAX_MESSAGES``,
@@ -86,7 +86,7 @@ def finish(
         components.setdefault(name, definition)
     for path, item in schema.get("paths", {}).items():
         for method, operation in item.items():
-            _declare_statuses(path, method, operation, protected=protected)
+            _declare_statuses(path, method, operation)
     _link_created_conversations(schema["paths"])
     for name in _UNUSED:
         components.pop(name, None)
@@ -97,7 +97,7 @@ def finish(
     return schema
 
 
-def _declare_statuses(path: str, method: str, operation: dict[str, Any], protected: bool) -> None:
+def _declare_statuses(path: str, method: str, operation: dict[str, Any]) -> None:
     responses: dict[str, Any] = operation.setdefault("responses", {})
     responses.pop("422", None)
     statuses = {500}
@@ -108,7 +108,9 @@ def _declare_statuses(path: str, method: str, operation: dict[str, Any], protect
         statuses.add(400)  # parameters, or a JSON body (malformed JSON even where none is read)
     if method != "get":
         statuses.update({408, 413})  # a body too slow or too large
-    if protected and path not in PUBLIC_PATHS:
+    if path not in PUBLIC_PATHS:
+        # Also where anonymous requests are let in: an unknown per-user key, or a named user
+        # without the service key, is refused.
         statuses.add(401)
     if "{" in path or path == "/v1/chat/completions":  # a conversation, message or model
         statuses.add(404)

@@ -2,30 +2,66 @@
 
 from __future__ import annotations
 
+import logging
+
 import streamlit as st
 
+from chatbot.config import AuthMode, AuthSettings
 from chatbot.domain import Conversation, MessageStatus, Role
 from chatbot.errors import ChatbotError, NotFoundError, UnavailableError
 from chatbot.service.protocol import ChatServiceProtocol
 from chatbot.ui import (
     banners,
     composer,
+    identity,
     live,
     reply_view,
     sidebar,
+    signin,
     state,
     transcript,
     versions,
     waiting,
 )
 
+logger = logging.getLogger(__name__)
+
 TITLES = {"monolith": "Monolithic ChatBot App", "microservices": "Microservices ChatBot App"}
+SHARED_WARNING = (
+    "Anyone who can open this page shares these conversations: this UI has no sign-in "
+    "(CHATBOT_AUTH=none) and listens on {host}. Set CHATBOT_AUTH=oidc or header to give each "
+    "person their own."
+)
 
 
-def render_app(service: ChatServiceProtocol) -> None:
-    """One run of the page, for one browser session."""
+def render_for_user(service: ChatServiceProtocol, auth: AuthSettings, ui_host: str) -> None:
+    """One run of the page: who is signed in, then their chat, or the sign-in page."""
+    account = identity.who(auth)
+    if isinstance(account, identity.NoAccount):
+        signin.render_no_account(account)
+        return
+    state.bind_user(account.user.id)
+    shared = auth.auth is AuthMode.NONE and not identity.is_loopback(ui_host)
+    render_app(
+        service.for_user(account.user),
+        account if auth.auth is not AuthMode.NONE else None,
+        shared_on=ui_host if shared else None,
+    )
+
+
+def render_app(
+    service: ChatServiceProtocol,
+    account: identity.Account | None = None,
+    *,
+    shared_on: str | None = None,
+) -> None:
+    """One run of the page, for one browser session (``service`` is already the user's)."""
     st.set_page_config(page_title="ChatBot", page_icon="💬", layout="centered")
     _header(service)
+    if shared_on is not None:
+        banners.render(state.Banner("warning", SHARED_WARNING.format(host=shared_on), "👥"))
+    if account is not None:
+        signin.render_account(account)
     action = state.take_action() or composer.read_input()
     conversation = _current_conversation(service, action)
     sidebar.render(service, None if isinstance(conversation, ChatbotError) else conversation)
@@ -130,15 +166,18 @@ def _maybe_running(conversation: Conversation) -> bool:
 
 
 def main() -> None:
+    from chatbot.config import UISettings, load
     from chatbot.ui.wiring import service_from_environment
 
     try:
+        auth = load(AuthSettings)
+        ui_host = load(UISettings).ui_host
         service = service_from_environment()
     except ChatbotError as exc:
         st.set_page_config(page_title="ChatBot", page_icon="💬")
         st.error(f"The chat service cannot start: {exc.message}", icon="⚠️")
         st.stop()
-    render_app(service)
+    render_for_user(service, auth, ui_host)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,8 @@ from typing import Any
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings
 
-from chatbot.config import EngineSettings, StoreSettings, UISettings
+from chatbot.config import AuthMode, AuthSettings, EngineSettings, StoreSettings, UISettings, load
+from chatbot.errors import ConfigurationError
 
 logger = logging.getLogger(__name__)
 
@@ -70,12 +71,52 @@ def streamlit_flags(ui: UISettings) -> list[str]:
         for section, values in options.items()
         for key, value in values.items()
     ]
+    secrets = [f"--secrets.files={ui.ui_secrets_file}"] if ui.ui_secrets_file else []
     return [
         *flags,
+        *secrets,
         f"--server.address={ui.ui_host}",
         f"--server.port={ui.ui_port}",
         "--server.scriptHealthCheckEnabled=true",
     ]
+
+
+def auth_environment(ui: UISettings, auth: AuthSettings) -> dict[str, str]:
+    """Check the user settings at start, warn where the UI is shared, and pin the peer.
+
+    In header mode the trusted-proxy check needs the real TCP peer, so uvicorn must not
+    replace it from ``X-Forwarded-For``: ``FORWARDED_ALLOW_IPS`` then trusts nobody.
+    """
+    from chatbot.ui.identity import is_loopback
+    from chatbot.ui.proxy import proxy_networks
+
+    match auth.auth:
+        case AuthMode.NONE:
+            if not is_loopback(ui.ui_host):
+                logger.warning(
+                    "The UI listens on %s without sign-in (CHATBOT_AUTH=none): everyone who "
+                    "reaches it shares the same conversations. Set CHATBOT_AUTH=oidc or header "
+                    "to give each person their own.",
+                    ui.ui_host,
+                )
+        case AuthMode.HEADER:
+            try:
+                networks = proxy_networks(auth.trusted_proxies)
+            except ValueError as exc:
+                raise ConfigurationError(str(exc)) from None
+            if not networks:
+                logger.warning(
+                    "CHATBOT_AUTH=header without CHATBOT_TRUSTED_PROXIES: no request can name "
+                    "its user, so every page asks for a sign-in."
+                )
+            return {"FORWARDED_ALLOW_IPS": ""}
+        case AuthMode.OIDC:
+            if ui.ui_secrets_file is not None and not ui.ui_secrets_file.is_file():
+                logger.warning(
+                    "CHATBOT_UI_SECRETS_FILE=%s does not exist: sign-in needs its [auth] section.",
+                    ui.ui_secrets_file,
+                )
+    return {}
 
 
 def _flag_value(value: Any) -> str:
@@ -91,7 +132,8 @@ def open_message(ui: UISettings) -> str:
 
 def launch_ui(ui: UISettings, engine: EngineSettings, store: StoreSettings) -> int:
     """Run the UI until it exits; the Streamlit process replaces this one where it can."""
-    env = {**os.environ, **settings_environment(ui, engine, store)}
+    auth = load(AuthSettings)
+    env = {**os.environ, **settings_environment(ui, engine, store), **auth_environment(ui, auth)}
     if not ui.backend_url:
         env.pop("CHATBOT_BACKEND_URL", None)
     command = [

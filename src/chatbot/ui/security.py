@@ -5,6 +5,11 @@ Starlette middleware, so :mod:`chatbot.ui.asgi_app` wraps the app with
 :class:`SecurityHeaders`. The policy allows only this origin (and ``data:``/``blob:`` for
 images, media and fonts Streamlit draws itself): a remote image in Markdown that slipped past
 :mod:`chatbot.ui.text` is still not fetched, and nothing is framed by another site.
+
+Sign-in (``CHATBOT_AUTH=oidc``) needs nothing more: the page leaves for ``/auth/login`` by a
+top-level navigation, which Streamlit's server redirects to the provider, and the provider's
+form posts to the provider's own origin; CSP restricts neither (``form-action`` governs forms on
+this app's pages, and it has none that post elsewhere). The browser tests sign in through it.
 """
 
 from __future__ import annotations

@@ -141,3 +141,22 @@ def upload_key() -> str:
 
 def reset_uploader() -> None:
     st.session_state[_UPLOADS] = int(st.session_state.get(_UPLOADS, 0)) + 1
+
+
+_USER = "chatbot.user"
+
+
+def bind_user(user_id: str) -> None:
+    """Start afresh when another user signs in on this session (nothing of theirs is kept)."""
+    previous = st.session_state.get(_USER)
+    if previous is not None and previous != user_id:
+        forget_user()
+    st.session_state[_USER] = user_id
+
+
+def forget_user() -> None:
+    """Drop everything this session remembers about its user's conversations: the current
+    conversation in the URL, titles, drafts, banners and widget states (all ``chatbot.*``)."""
+    for key in [k for k in st.session_state if str(k).startswith("chatbot.")]:
+        del st.session_state[key]
+    st.query_params.pop(CONVERSATION_PARAM, None)

@@ -18,6 +18,7 @@ import pytest
 import uvicorn
 
 from chatbot.api import create_app
+from chatbot.api.auth.resolver import log_ref
 from chatbot.config import (
     AuthSettings,
     EngineSettings,
@@ -25,6 +26,7 @@ from chatbot.config import (
     ServerSettings,
     StoreSettings,
 )
+from chatbot.domain.users import User
 from chatbot.engine.transformers_engine import TransformersEngine
 from tests.api.conftest import TEST_LIMITS
 from tests.fixtures.servers import free_port
@@ -45,6 +47,11 @@ class LiveBackend:
 
 
 StartBackend = Callable[..., LiveBackend]
+
+
+def acted_for(user_id: str, how: str) -> str:
+    """The DEBUG line of a request resolved to ``user_id``: logs name users by a digest only."""
+    return f"request acts for user {log_ref(User(id=user_id, name=user_id))} ({how})"
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import concurrent.futures
 import logging
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -23,7 +23,7 @@ from chatbot.api.auth.failures import AuthFailure
 from chatbot.api.auth.oidc import LEEWAY_S, OIDCVerifier
 from chatbot.config import AuthMode, AuthSettings
 from chatbot.domain.users import oidc_user_id
-from tests.api.auth.conftest import LiveBackend, StartBackend
+from tests.api.auth.conftest import LiveBackend, StartBackend, acted_for
 from tests.fixtures.engines import run_async
 from tests.fixtures.oidc import CLIENT_ID, OIDCProvider
 
@@ -72,8 +72,18 @@ def test_a_token_from_the_provider_signs_its_user_in(
     assert created.status_code == 201, created.text
     assert _get(oidc_backend, token).status_code == 200
     expected = oidc_user_id(oidc_provider.issuer, "alice")
-    assert f"request acts for {expected} (OIDC token)" in caplog.text
+    assert acted_for(expected, "OIDC token") in caplog.text
+    backend_log = "\n".join(r.getMessage() for r in caplog.records if r.name != "werkzeug")
+    assert "alice" not in backend_log  # the provider's own log (werkzeug) names its users
     assert token not in caplog.text
+
+
+def test_a_token_naming_its_key_is_checked_with_that_key(
+    oidc_backend: LiveBackend, oidc_provider: OIDCProvider
+) -> None:
+    token = oidc_provider.sign(_claims(oidc_provider), with_kid=True)
+    assert jwt.get_unverified_header(token)["kid"]
+    assert _get(oidc_backend, token).status_code == 200
 
 
 def test_no_token_in_oidc_mode_is_401_with_how_to_sign_in(oidc_backend: LiveBackend) -> None:
@@ -192,3 +202,13 @@ def test_the_verifier_names_the_user_from_the_claims(oidc_provider: OIDCProvider
     user = run_async(verifier.user_for(oidc_provider.id_token("erin")))
     assert user.id == f"{oidc_provider.issuer}#erin"
     assert user.name == "erin@example.com"
+
+
+def test_a_token_of_another_provider_is_401(
+    oidc_backend: LiveBackend, start_oidc_provider: Callable[..., OIDCProvider]
+) -> None:
+    other = start_oidc_provider()
+    token = other.id_token("alice")
+    response = _get(oidc_backend, token)
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "invalid_token"
