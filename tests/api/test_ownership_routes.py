@@ -15,6 +15,7 @@ backend under uvicorn on loopback. The walk's table (route x method x outcome) i
 
 from __future__ import annotations
 
+import inspect
 import json
 import re
 import threading
@@ -31,6 +32,7 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute, iter_route_contexts
 
 from chatbot.api import create_app
+from chatbot.api.deps import get_service
 from chatbot.config import (
     AuthSettings,
     EngineSettings,
@@ -367,6 +369,29 @@ def test_lists_exports_and_server_data_never_show_another_users(
         assert response.status_code == 200, (path, response.text)
         for secret_text in secrets:
             assert secret_text not in response.text, (path, secret_text)
+
+
+def test_no_route_reaches_the_unbound_service(backend: Backend) -> None:
+    """Routes get the service through ``ServiceDep`` only: bound to the request's user."""
+    checked = 0
+    for context in iter_route_contexts(backend.app.routes):
+        route = context.original_route
+        if not isinstance(route, APIRoute):
+            continue
+        pending, calls = [route.dependant], [route.endpoint]
+        while pending:
+            dependant = pending.pop()
+            for dependency in dependant.dependencies:
+                pending.append(dependency)
+                if dependency.call is not None:
+                    calls.append(dependency.call)
+        for call in calls:
+            if call is get_service:
+                continue
+            source = inspect.getsource(call)
+            assert "runtime.service" not in source, f"{context.path}: {call.__qualname__}"
+            checked += 1
+    assert checked > 20
 
 
 def _write_table(at_rest: list[Outcome], running: list[Outcome]) -> None:
