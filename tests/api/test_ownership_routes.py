@@ -15,6 +15,7 @@ backend under uvicorn on loopback. The walk's table (route x method x outcome) i
 
 from __future__ import annotations
 
+import inspect
 import json
 import re
 import threading
@@ -31,6 +32,7 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute, iter_route_contexts
 
 from chatbot.api import create_app
+from chatbot.api.deps import get_service
 from chatbot.config import (
     AuthSettings,
     EngineSettings,
@@ -239,13 +241,19 @@ def _normalised(response: httpx.Response, call: Call) -> Any:
     return response.status_code, response.headers.get("content-type"), text
 
 
+def touches_a_running_reply(call: Call) -> bool:
+    return call.path.endswith(("/stop", "/reply"))
+
+
 def walk(
-    bob: httpx.Client, routes: list[Route], conversation_id: str, message_id: str
+    bob: httpx.Client,
+    routes: list[Route],
+    conversation_id: str,
+    message_id: str,
+    which: Callable[[Call], bool] = lambda call: True,
 ) -> list[Outcome]:
     outcomes = []
-    calls = [call for route in routes for call in calls_of(route)]
-    # A stop or an attach first: while A's reply runs, they are the calls that could touch it.
-    calls.sort(key=lambda c: not c.path.endswith(("/stop", "/reply")))
+    calls = [call for route in routes for call in calls_of(route) if which(call)]
     for call in calls:
         theirs = call.send(bob, conversation_id, message_id)
         missing = call.send(bob, new_id(), message_id)
@@ -299,7 +307,9 @@ def test_another_users_conversation_is_404_on_every_route(
     assert _snapshot(alice, cid) == before
 
     # Again while A's reply runs: B's stop and attach must leave it alone.
-    alice.patch(f"/v1/conversations/{cid}", json={"params": {"max_new_tokens": 300}})
+    alice.patch(
+        f"/v1/conversations/{cid}", json={"params": {"max_new_tokens": 300, "temperature": 0}}
+    )
     with alice.stream(
         "POST",
         f"/v1/conversations/{cid}/messages",
@@ -313,9 +323,11 @@ def test_another_users_conversation_is_404_on_every_route(
             seen.append(event)
             if event["type"] == "delta":
                 break
-        running = walk(bob, routes, cid, message_id)
+        # A stop or an attach first, while the reply surely runs: the calls that could touch it.
+        running = walk(bob, routes, cid, message_id, touches_a_running_reply)
         latest = alice.get(f"/v1/conversations/{cid}").json()["messages"][-1]
-        assert latest["status"] == "streaming", "the reply ended before B's walk: make it longer"
+        assert latest["status"] == "streaming", "the reply ended before B's stop: make it longer"
+        running += walk(bob, routes, cid, message_id, lambda c: not touches_a_running_reply(c))
         seen += list(events)
     assert seen[-1]["type"] == "done", seen[-1]
     final = seen[-1]["message"]
@@ -369,8 +381,32 @@ def test_lists_exports_and_server_data_never_show_another_users(
             assert secret_text not in response.text, (path, secret_text)
 
 
+def test_no_route_reaches_the_unbound_service(backend: Backend) -> None:
+    """Routes get the service through ``ServiceDep`` only: bound to the request's user."""
+    checked = 0
+    for context in iter_route_contexts(backend.app.routes):
+        route = context.original_route
+        if not isinstance(route, APIRoute):
+            continue
+        pending, calls = [route.dependant], [route.endpoint]
+        while pending:
+            dependant = pending.pop()
+            for dependency in dependant.dependencies:
+                pending.append(dependency)
+                if dependency.call is not None:
+                    calls.append(dependency.call)
+        for call in calls:
+            if call is get_service:
+                continue
+            source = inspect.getsource(call)
+            assert "runtime.service" not in source, f"{context.path}: {call.__qualname__}"
+            checked += 1
+    assert checked > 20
+
+
 def _write_table(at_rest: list[Outcome], running: list[Outcome]) -> None:
     while_running = {(o.call.path, o.call.method, o.call.variant): o for o in running}
+    at_rest = sorted(at_rest, key=lambda o: not touches_a_running_reply(o.call))
     lines = [
         "# Route walk: user B on user A's conversation",
         "",

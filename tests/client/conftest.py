@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from chatbot.config import EngineSettings, LimitSettings, StoreSettings
+from chatbot.domain.users import User
 from chatbot.engine.transformers_engine import TransformersEngine
 from chatbot.service.http import HttpChatService
 from chatbot.service.local import ChatService
 from chatbot.service.portal import PortalChatService
 from chatbot.service.protocol import ChatServiceProtocol
+from tests.fixtures.servers import SESSION_SERVICE_KEY
 
 # The same caps as the session backend (tests/fixtures/servers.py), so both sides agree.
 LIMITS = LimitSettings(max_tokens_cap=64, default_max_tokens=8)
@@ -37,3 +39,23 @@ def chat_service(
     client = HttpChatService(request.getfixturevalue("backend_server").url)
     yield client
     client.close()
+
+
+ServiceFor = Callable[[User], ChatServiceProtocol]
+
+
+@pytest.fixture
+def service_for(
+    request: pytest.FixtureRequest, chat_service: ChatServiceProtocol
+) -> Iterator[ServiceFor]:
+    """``service_for(user)``: the transport under test acting for ``user``, as the UI binds it.
+
+    Over HTTP that takes the backend's service key (the UI's): only with it may a client name
+    the user it acts for.
+    """
+    if isinstance(chat_service, PortalChatService):
+        yield chat_service.for_user
+        return
+    keyed = HttpChatService(request.getfixturevalue("backend_server").url, SESSION_SERVICE_KEY)
+    yield keyed.for_user
+    keyed.close()

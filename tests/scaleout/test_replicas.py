@@ -2,7 +2,8 @@
 
 A conversation started through backend 1 continues through backend 2; a reply running on
 backend 1 is re-attached to, refused a second writer, and stopped from a client of backend 2;
-both ``chatbot ui --backend`` processes serve.
+both ``chatbot ui --backend`` processes serve. Users own their conversations on both replicas:
+another user can neither see, follow nor stop one, on either backend.
 """
 
 from __future__ import annotations
@@ -20,13 +21,19 @@ import httpx
 import pytest
 
 from chatbot.domain import GenerationParams, MessageStatus, ReplyEvent, ReplyEventType
-from chatbot.errors import ConflictError
+from chatbot.domain.users import User
+from chatbot.errors import ConflictError, NotFoundError
 from chatbot.service.http import HttpChatService
+from chatbot.store.api_keys import ApiKeyStore
 from tests.engine.fault_upstream import free_port
 from tests.fixtures.servers import BackendProcess
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 LONG = GenerationParams(max_new_tokens=120)
+# The UI's key: it may name the user it acts for (X-Chatbot-User), as HttpChatService.for_user does.
+SERVICE_KEY = "replicas-test-service-key"
+ALICE = User(id="https://issuer.example#alice", name="Ålice Ünïcödé 🙂")
+BOB = User(id="bob@example.com", name="Bob")
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +46,7 @@ def shared_database(postgres_cluster: Any) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def backends(shared_database: str) -> Iterator[tuple[BackendProcess, BackendProcess]]:
     # One after the other: the first runs the migrations, the second finds them done.
-    env = {"CHATBOT_DATABASE_URL": shared_database}
+    env = {"CHATBOT_DATABASE_URL": shared_database, "CHATBOT_SERVICE_KEY": SERVICE_KEY}
     with BackendProcess(env) as first, BackendProcess(env) as second:
         yield first, second
 
@@ -133,6 +140,70 @@ def test_a_reply_on_one_replica_is_stopped_from_the_other(
     stored = one.get_conversation(cid).messages[-1]
     assert stored.status is MessageStatus.STOPPED
     assert stored.stats is None or (stored.stats.completion_tokens or 0) < 400
+
+
+# -- users on both replicas ---------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def service_clients(
+    backends: tuple[Any, Any],
+) -> Iterator[tuple[HttpChatService, HttpChatService]]:
+    """What a UI of each replica holds: the service key, to act for its signed-in users."""
+    one = HttpChatService(backends[0].url, SERVICE_KEY)
+    two = HttpChatService(backends[1].url, SERVICE_KEY)
+    yield one, two
+    one.close()
+    two.close()
+
+
+def test_owners_hold_on_both_replicas(
+    service_clients: tuple[HttpChatService, HttpChatService],
+    clients: tuple[HttpChatService, HttpChatService],
+    shared_database: str,
+) -> None:
+    local = clients  # no key: the local user (CHATBOT_AUTH=none)
+    one, two = service_clients
+    alice_one, alice_two = one.for_user(ALICE), two.for_user(ALICE)
+    conversation = alice_one.create_conversation(
+        title="alice's", params=GenerationParams(max_new_tokens=400)
+    )
+    cid = conversation.id or ""
+    thread, events = start_long_reply(alice_one, cid)
+    following = alice_two.attach(cid)  # Alice on the other replica: hers to follow
+    assert next(following).type is ReplyEventType.START
+    bobs = (two.for_user(BOB), one.for_user(BOB))  # on the other replica, and the writer's
+    for bob in bobs:  # a stop and an attach first, while the reply surely runs
+        for call in (bob.stop, bob.attach):
+            with pytest.raises(NotFoundError):
+                call(cid)
+    assert alice_one.get_conversation(cid).messages[-1].status is MessageStatus.STREAMING
+    for bob in bobs:
+        for call in (bob.get_conversation, bob.delete_conversation, bob.clear_conversation):
+            with pytest.raises(NotFoundError):
+                call(cid)
+        with pytest.raises(NotFoundError):
+            bob.send_message(cid, "me too")
+        assert cid not in {c.id for c in bob.list_conversations()}
+    keys = ApiKeyStore.open(shared_database)
+    try:
+        bob_key, _ = keys.create(BOB)
+    finally:
+        keys.close()
+    for backend in (one, two):  # Bob with a key of his own, straight to each replica
+        seen = httpx.get(
+            f"{backend.base_url}/v1/conversations/{cid}",
+            headers={"Authorization": f"Bearer {bob_key}"},
+        )
+        assert seen.status_code == 404 and seen.json()["error"]["type"] == "not_found_error"
+
+    followed, done = reply_text(following)
+    thread.join(120)
+    written = "".join(e.delta for e in events)
+    assert events[-1].type is ReplyEventType.DONE
+    assert done.message is not None and done.message.status is MessageStatus.COMPLETE
+    assert followed == written == done.message.content != ""
+    assert [s.id for s in alice_two.list_conversations()] == [cid]
+    assert alice_two.get_conversation(cid).title == "alice's"
+    assert cid not in {c.id for c in local[0].list_conversations()}  # nor the local user's
 
 
 # -- two UIs, one per backend ------------------------------------------------------------------

@@ -475,7 +475,7 @@ class ConversationStore:
         """
         with self._session() as session:
             self._get(session, conversation_id)
-            row = session.scalars(_streaming_in(conversation_id)).first()
+            row = session.scalars(self._streaming_in(conversation_id)).first()
             if row is None:
                 return None
             if self._is_live(row):
@@ -506,7 +506,7 @@ class ConversationStore:
         """Ask the replica that writes the live reply here to stop it; False when none runs."""
         with self._session(write=True) as session:
             self._get(session, conversation_id, lock=True)
-            row = session.scalars(_streaming_in(conversation_id)).first()
+            row = session.scalars(self._streaming_in(conversation_id)).first()
             if row is None:
                 return False
             if not self._is_live(row):
@@ -554,8 +554,20 @@ class ConversationStore:
             )
         return row
 
+    def _streaming_in(self, conversation_id: str) -> Any:
+        """The reply streaming in this user's conversation (none in another user's)."""
+        return (
+            select(MessageRow)
+            .join(ConversationRow, ConversationRow.id == MessageRow.conversation_id)
+            .where(
+                MessageRow.conversation_id == conversation_id,
+                MessageRow.status == STREAMING,
+                ConversationRow.owner_id == self.user_id,
+            )
+        )
+
     def _ensure_idle(self, session: Session, conversation_id: str) -> None:
-        row = session.scalars(_streaming_in(conversation_id)).first()
+        row = session.scalars(self._streaming_in(conversation_id)).first()
         if row is None:
             return
         if self._is_live(row):
@@ -569,7 +581,7 @@ class ConversationStore:
 
     def _interrupt_dead(self, conversation_id: str) -> None:
         with self._session(write=True) as session:
-            row = session.scalars(_streaming_in(conversation_id)).first()
+            row = session.scalars(self._streaming_in(conversation_id)).first()
             if row is not None and not self._is_live(row):
                 _interrupt(row)
 
@@ -635,12 +647,6 @@ def _deleted(conversation_id: str) -> NotFoundError:
     return NotFoundError(
         f"no conversation with id {conversation_id!r} (it was deleted while this request ran)",
         param="conversation_id",
-    )
-
-
-def _streaming_in(conversation_id: str) -> Any:
-    return select(MessageRow).where(
-        MessageRow.conversation_id == conversation_id, MessageRow.status == STREAMING
     )
 
 
