@@ -41,6 +41,16 @@ def test_status_answers_with_the_documented_shape(client: TestClient) -> None:
     assert client.get("/v1/status").json()["mean_reply_s"] is not None
 
 
+def _wait_for_queue(url: str, length: int) -> dict[str, Any]:
+    """The status once ``length`` requests wait (or after 30 s, for the asserts to explain)."""
+    deadline = time.monotonic() + 30
+    while True:
+        status: dict[str, Any] = httpx.get(f"{url}/v1/status").json()
+        if status["queued"] >= length or time.monotonic() > deadline:
+            return status
+        time.sleep(0.05)
+
+
 def _stream_lines(
     url: str, body: dict[str, Any], lines: list[str], started: threading.Event
 ) -> None:
@@ -86,7 +96,8 @@ def test_a_queued_request_hears_its_place_before_its_first_token(
         target=_stream_lines,
         args=(
             backend.url,
-            {"messages": [LONG], "max_tokens": 500, "stream": True},
+            # greedy: a sampled reply may end early, and then nothing ever waits behind it
+            {"messages": [LONG], "max_tokens": 500, "stream": True, "temperature": 0},
             running_lines,
             running_started,
         ),
@@ -106,7 +117,7 @@ def test_a_queued_request_hears_its_place_before_its_first_token(
         ),
     )
     queued.start()
-    time.sleep(0.1)
+    _wait_for_queue(backend.url, 1)  # first in the queue, before the two below
 
     http = HttpChatService(backend.url)
     conversation = http.create_conversation(params=GenerationParams(max_new_tokens=4))
@@ -130,8 +141,7 @@ def test_a_queued_request_hears_its_place_before_its_first_token(
     others = [threading.Thread(target=converse), threading.Thread(target=official)]
     for thread in others:
         thread.start()
-    time.sleep(0.2)
-    status = httpx.get(f"{backend.url}/v1/status").json()
+    status = _wait_for_queue(backend.url, 2)  # the status while the others wait
     for thread in (runner, queued, *others):
         thread.join(120)
     http.close()
