@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import pytest
-
 from chatbot.domain.users import LOCAL_USER, oidc_user_id
 from chatbot.ui.identity import (
     Account,
     NoAccount,
     from_header,
     from_oidc,
-    is_loopback,
     missing_auth_keys,
 )
 
@@ -64,20 +61,3 @@ def test_missing_auth_keys_names_each_one() -> None:
     }
     assert missing_auth_keys(full) == []
     assert missing_auth_keys({**full, "client_secret": ""}) == ["client_secret"]
-
-
-@pytest.mark.parametrize(
-    ("host", "loopback"),
-    [
-        ("127.0.0.1", True),
-        ("localhost", True),
-        ("::1", True),
-        ("[::1]", True),
-        ("0.0.0.0", False),
-        ("::", False),
-        ("10.1.2.3", False),
-        ("chat.example.com", False),
-    ],
-)
-def test_loopback_addresses(host: str, loopback: bool) -> None:
-    assert is_loopback(host) is loopback

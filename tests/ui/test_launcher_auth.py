@@ -30,6 +30,9 @@ def test_header_mode_pins_the_peer_and_checks_the_proxy_list() -> None:
     assert auth_environment(UISettings(), auth) == {"FORWARDED_ALLOW_IPS": ""}
     with pytest.raises(ConfigurationError, match="not an IP address"):
         auth_environment(UISettings(), AuthSettings(auth=AuthMode.HEADER, trusted_proxies=("x",)))
+    # as the backend: header mode without a proxy to trust is a mistake, not a silent lock-out
+    with pytest.raises(ConfigurationError, match="needs CHATBOT_TRUSTED_PROXIES"):
+        auth_environment(UISettings(), AuthSettings(auth=AuthMode.HEADER))
 
 
 def test_secrets_file_becomes_streamlits_flag(tmp_path: Path) -> None:

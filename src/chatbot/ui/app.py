@@ -6,6 +6,7 @@ import logging
 
 import streamlit as st
 
+from chatbot.addresses import is_loopback
 from chatbot.config import AuthMode, AuthSettings
 from chatbot.domain import Conversation, MessageStatus, Role
 from chatbot.errors import ChatbotError, NotFoundError, UnavailableError
@@ -41,7 +42,7 @@ def render_for_user(service: ChatServiceProtocol, auth: AuthSettings, ui_host: s
         signin.render_no_account(account)
         return
     state.bind_user(account.user.id)
-    shared = auth.auth is AuthMode.NONE and not identity.is_loopback(ui_host)
+    shared = auth.auth is AuthMode.NONE and not is_loopback(ui_host)
     render_app(
         service.for_user(account.user),
         account if auth.auth is not AuthMode.NONE else None,

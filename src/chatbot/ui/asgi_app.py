@@ -16,8 +16,9 @@ from pathlib import Path
 from starlette.middleware import Middleware
 from streamlit.starlette import App
 
+from chatbot.addresses import TrustedProxies
 from chatbot.config import AuthMode, AuthSettings, load
-from chatbot.ui.proxy import TrustedProxyHeader, proxy_networks
+from chatbot.ui.proxy import TrustedProxyHeader
 from chatbot.ui.security import SecurityHeaders
 from chatbot.ui.signin_routes import SignInFailures
 
@@ -25,8 +26,8 @@ from chatbot.ui.signin_routes import SignInFailures
 def middleware(auth: AuthSettings) -> list[Middleware]:
     stack = [Middleware(SecurityHeaders), Middleware(SignInFailures)]
     if auth.auth is AuthMode.HEADER:
-        networks = proxy_networks(auth.trusted_proxies)
-        stack.append(Middleware(TrustedProxyHeader, header=auth.auth_header, networks=networks))
+        proxies = TrustedProxies(auth.trusted_proxies)
+        stack.append(Middleware(TrustedProxyHeader, header=auth.auth_header, proxies=proxies))
     return stack
 
 

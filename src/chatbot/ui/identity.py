@@ -11,7 +11,6 @@ is none, and :mod:`chatbot.ui.signin` draws the page for that reason.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -112,13 +111,3 @@ def _auth_secrets() -> Mapping[str, Any] | None:
         return None
     section = st.secrets.get("auth")
     return section if isinstance(section, Mapping) else None
-
-
-def is_loopback(host: str) -> bool:
-    """Whether binding ``host`` keeps the UI to this machine (``localhost`` counts)."""
-    if host.strip().lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
-    except ValueError:
-        return False  # a host name: may be reached from anywhere

@@ -87,8 +87,7 @@ def auth_environment(ui: UISettings, auth: AuthSettings) -> dict[str, str]:
     In header mode the trusted-proxy check needs the real TCP peer, so uvicorn must not
     replace it from ``X-Forwarded-For``: ``FORWARDED_ALLOW_IPS`` then trusts nobody.
     """
-    from chatbot.ui.identity import is_loopback
-    from chatbot.ui.proxy import proxy_networks
+    from chatbot.addresses import TrustedProxies, is_loopback
 
     match auth.auth:
         case AuthMode.NONE:
@@ -100,14 +99,10 @@ def auth_environment(ui: UISettings, auth: AuthSettings) -> dict[str, str]:
                     ui.ui_host,
                 )
         case AuthMode.HEADER:
-            try:
-                networks = proxy_networks(auth.trusted_proxies)
-            except ValueError as exc:
-                raise ConfigurationError(str(exc)) from None
-            if not networks:
-                logger.warning(
-                    "CHATBOT_AUTH=header without CHATBOT_TRUSTED_PROXIES: no request can name "
-                    "its user, so every page asks for a sign-in."
+            if not TrustedProxies(auth.trusted_proxies):  # a malformed entry raises here
+                raise ConfigurationError(
+                    "CHATBOT_AUTH=header needs CHATBOT_TRUSTED_PROXIES (the addresses or "
+                    "networks of the authenticating proxy): the header is honoured only from them"
                 )
             return {"FORWARDED_ALLOW_IPS": ""}
         case AuthMode.OIDC:

@@ -28,10 +28,10 @@ from collections.abc import Callable
 
 from starlette.types import Scope
 
+from chatbot.addresses import TrustedProxies
 from chatbot.api.auth.failures import AuthFailure, bad_identity, not_ready, unauthenticated
 from chatbot.api.auth.headers import RequestIdentity, named_user, proxy_user, read_identity
 from chatbot.api.auth.oidc import OIDCVerifier
-from chatbot.api.auth.proxies import TrustedProxies
 from chatbot.config import AuthMode
 from chatbot.domain.api_keys import is_api_key
 from chatbot.domain.users import LOCAL_USER, User

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 
+from chatbot.addresses import TrustedProxies, is_loopback
 from chatbot.api.auth.oidc import OIDCVerifier
-from chatbot.api.auth.proxies import TrustedProxies
 from chatbot.api.auth.resolver import Authenticator, KeyStoreSource
 from chatbot.config import AuthMode, AuthSettings, ServerSettings
 from chatbot.errors import ConfigurationError
@@ -67,13 +66,3 @@ def build_authenticator(
         proxies=proxies,
         proxy_header=auth.auth_header,
     )
-
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` only takes connections from this machine."""
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False

@@ -1,7 +1,11 @@
-"""``CHATBOT_TRUSTED_PROXIES``: the peers whose identity header is believed (header mode).
+"""Network addresses that decide who is trusted, shared by the backend and the UI.
 
-The peer is the TCP address uvicorn saw (``scope["client"]``); the server runs with
-``proxy_headers=False``, so no ``X-Forwarded-For`` can pose as a proxy.
+``CHATBOT_TRUSTED_PROXIES`` are the peers whose identity header is believed (header mode). The
+peer is the TCP address uvicorn saw (``scope["client"]``); both servers keep uvicorn from
+rewriting it from ``X-Forwarded-For``, so no client can pose as a proxy. A bind address that is
+not loopback makes ``CHATBOT_AUTH=none`` worth a warning.
+
+Not under :mod:`chatbot.api`, whose package import builds the FastAPI app the UI does not need.
 """
 
 from __future__ import annotations
@@ -43,3 +47,13 @@ class TrustedProxies:
         if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
             address = address.ipv4_mapped
         return any(address in network for network in self.networks)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether binding ``host`` keeps a server to this machine (``localhost`` counts)."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: may be reached from anywhere

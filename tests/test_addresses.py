@@ -1,10 +1,10 @@
-"""Trusted proxy addresses: networks, single addresses, IPv6 and IPv4-mapped peers."""
+"""Trusted proxy addresses (networks, single addresses, IPv6 and IPv4-mapped peers), loopback."""
 
 from __future__ import annotations
 
 import pytest
 
-from chatbot.api.auth.proxies import TrustedProxies
+from chatbot.addresses import TrustedProxies, is_loopback
 from chatbot.errors import ConfigurationError
 
 
@@ -33,7 +33,26 @@ def test_nothing_configured_trusts_nobody() -> None:
     assert not TrustedProxies([]).trusts("127.0.0.1")
 
 
-@pytest.mark.parametrize("entry", ["proxy.internal", "10.0.0.0/40", "", "10.0.0.1:80"])
+@pytest.mark.parametrize(
+    "entry", ["proxy.internal", "10.0.0.0/40", "", "10.0.0.1:80", "10.0.0.300"]
+)
 def test_bad_entries_fail_with_the_setting_name(entry: str) -> None:
     with pytest.raises(ConfigurationError, match="CHATBOT_TRUSTED_PROXIES"):
         TrustedProxies([entry])
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [
+        ("127.0.0.1", True),
+        ("localhost", True),
+        ("::1", True),
+        ("[::1]", True),
+        ("0.0.0.0", False),
+        ("::", False),
+        ("10.1.2.3", False),
+        ("chat.example.com", False),
+    ],
+)
+def test_loopback_addresses(host: str, loopback: bool) -> None:
+    assert is_loopback(host) is loopback
