@@ -108,7 +108,8 @@ def test_microservices_in_chromium(
     page.screenshot(path=str(artifacts_dir / "ui-microservices.png"), full_page=True)
 
     # Stop while it streams: the backend's model stops and the partial reply is kept.
-    long = service.create_conversation(params=GenerationParams(max_new_tokens=64))
+    # greedy: a sampled reply may end by itself before Stop is clicked
+    long = service.create_conversation(params=GenerationParams(max_new_tokens=64, temperature=0.0))
     page.goto(f"{ui.url}/?c={long.id}")
     box = page.get_by_test_id("stChatInputTextArea")
     box.wait_for(timeout=REPLY_TIMEOUT_MS)
