@@ -69,7 +69,8 @@ def _download_csv(page: Any, tmp_path: Path) -> list[list[str]]:
 def test_monolith_in_chromium(
     browser: Any, start_ui: Callable[..., UIProcess], artifacts_dir: Path, tmp_path: Path
 ) -> None:
-    ui = start_ui(CHATBOT_MAX_TOKENS_CAP="12")
+    # greedy: the download is compared with the drawn reply, and a sampled one may hold Markdown
+    ui = start_ui(CHATBOT_MAX_TOKENS_CAP="12", CHATBOT_DEFAULT_TEMPERATURE="0")
     page = _open(browser, ui.url)
     message = "Hello! What is <b>HTML</b>?"
     _, reply = _chat(page, "Monolithic ChatBot App", message)
@@ -96,7 +97,7 @@ def test_microservices_in_chromium(
 ) -> None:
     ui = start_ui("--backend", backend_server.url)
     service = HttpChatService(backend_server.url)
-    short = service.create_conversation(params=GenerationParams(max_new_tokens=10))
+    short = service.create_conversation(params=GenerationParams(max_new_tokens=10, temperature=0.0))
     page = _open(browser, f"{ui.url}/?c={short.id}")
     message = "Tell me about Python in one sentence."
     cid, reply = _chat(page, "Microservices ChatBot App", message)
