@@ -8,7 +8,7 @@ on PostgreSQL.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -19,7 +19,6 @@ from chatbot.domain import (
     ExportFormat,
     GenerationParams,
     MessageStatus,
-    ReplyEvent,
     ReplyEventType,
 )
 from chatbot.domain.users import LOCAL_USER, User
@@ -30,6 +29,7 @@ from chatbot.service.portal import PortalChatService
 from chatbot.service.protocol import ChatServiceProtocol
 from chatbot.store import ConversationStore
 from chatbot.store.repository import new_id
+from tests.service.replies import text_of, until_first_delta
 
 pytestmark = pytest.mark.slow
 
@@ -38,19 +38,6 @@ BOB = User(id="bob@example.com", name="Bob")
 SHORT = GenerationParams(max_new_tokens=6)
 LONG = GenerationParams(max_new_tokens=200, temperature=0.0)  # greedy: 100+ tokens, every run
 LONG_PROMPT = "Count from 1 to 300, one number per line."
-
-
-def _text(events: list[ReplyEvent]) -> str:
-    return "".join(e.delta for e in events if e.type is ReplyEventType.DELTA)
-
-
-def _until_first_delta(events: Iterator[ReplyEvent]) -> list[ReplyEvent]:
-    seen = []
-    for event in events:
-        seen.append(event)
-        if event.type is ReplyEventType.DELTA:
-            return seen
-    raise AssertionError(f"the reply ended before any text: {seen}")
 
 
 def _answered(service: ChatServiceProtocol) -> Conversation:
@@ -120,7 +107,7 @@ def test_a_stop_or_attach_by_another_user_leaves_the_reply_alone(
     created = alice.create_conversation(params=LONG)
     assert created.id is not None
     events = alice.send_message(created.id, LONG_PROMPT)
-    seen = _until_first_delta(events)
+    seen = until_first_delta(events)
 
     for name, call in _operations(service, "any", "any").items():
         with pytest.raises(NotFoundError):
@@ -134,7 +121,7 @@ def test_a_stop_or_attach_by_another_user_leaves_the_reply_alone(
     final = rest[-1].message
     assert rest[-1].type is ReplyEventType.DONE and final is not None
     assert final.status is MessageStatus.COMPLETE  # not stopped, not interrupted
-    assert final.content == _text(seen + rest) != ""
+    assert final.content == text_of(seen + rest) != ""
     stored = alice.get_conversation(created.id)
     assert [m.content for m in stored.messages] == [LONG_PROMPT, final.content]
     assert bob.list_conversations() == []
@@ -186,7 +173,7 @@ def test_another_replica_keeps_owners(
         created = one.for_user(ALICE).create_conversation(params=LONG)
         assert created.id is not None
         events = one.for_user(ALICE).send_message(created.id, LONG_PROMPT)
-        seen = _until_first_delta(events)
+        seen = until_first_delta(events)
         two = PortalChatService.around(
             ChatService(embedded_engine, ConversationStore.open(database_url, owner_id="2"), limits)
         )
@@ -201,8 +188,8 @@ def test_another_replica_keeps_owners(
         rest = list(events)
         final = rest[-1].message
         assert final is not None and final.status is MessageStatus.COMPLETE
-        assert final.content == _text(seen + rest)
-        assert _text(list(followed)) == final.content
+        assert final.content == text_of(seen + rest)
+        assert text_of(list(followed)) == final.content
     finally:
         one.close()
         if two is not None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 
 import pytest
 
@@ -14,7 +13,6 @@ from chatbot.domain import (
     FinishReason,
     GenerationParams,
     MessageStatus,
-    ReplyEvent,
     ReplyEventType,
     Role,
 )
@@ -27,6 +25,7 @@ from chatbot.service.portal import PortalChatService
 from chatbot.service.protocol import ChatServiceProtocol
 from chatbot.service.runner import ReplyLimits, ReplyRunner
 from chatbot.store import ConversationStore
+from tests.service.replies import text_of, until_first_delta
 
 SHORT = GenerationParams(max_new_tokens=6)
 LONG = GenerationParams(max_new_tokens=200)
@@ -37,19 +36,6 @@ def _new(service: PortalChatService, params: GenerationParams = SHORT) -> str:
     conversation_id = service.create_conversation(params=params).id
     assert conversation_id is not None
     return conversation_id
-
-
-def _text(events: list[ReplyEvent]) -> str:
-    return "".join(e.delta for e in events if e.type is ReplyEventType.DELTA)
-
-
-def _until_first_delta(events: Iterator[ReplyEvent]) -> list[ReplyEvent]:
-    seen = []
-    for event in events:
-        seen.append(event)
-        if event.type is ReplyEventType.DELTA:
-            return seen
-    raise AssertionError(f"the reply ended before any text: {seen}")
 
 
 def _wait_until_idle(
@@ -78,7 +64,7 @@ def test_send_streams_and_persists(service: PortalChatService) -> None:
     assert {e.type for e in events[1:-1]} == {ReplyEventType.DELTA}
     final = done.message
     assert final.id == start.message.id and final.status is MessageStatus.COMPLETE
-    assert final.content == _text(events) and final.content
+    assert final.content == text_of(events) and final.content
     stats = final.stats
     assert stats is not None
     assert 0 < stats.completion_tokens <= 6 and stats.prompt_tokens > 0
@@ -109,7 +95,7 @@ def test_system_prompt_and_params_per_conversation(service: PortalChatService) -
 def test_stop_really_stops_the_model(service: PortalChatService) -> None:
     conversation_id = _new(service, LONG)
     events = service.send_message(conversation_id, LONG_PROMPT)
-    seen = _until_first_delta(events)
+    seen = until_first_delta(events)
     assert service.stop(conversation_id) is True
     rest = list(events)
     final = rest[-1].message
@@ -117,7 +103,7 @@ def test_stop_really_stops_the_model(service: PortalChatService) -> None:
     assert final.status is MessageStatus.STOPPED
     assert final.stats is not None and final.stats.finish_reason is FinishReason.CANCELLED
     assert 0 < final.stats.completion_tokens < 200
-    assert final.content == _text(seen + rest) != ""
+    assert final.content == text_of(seen + rest) != ""
     stored = service.get_conversation(conversation_id).messages[-1]
     assert (stored.status, stored.content) == (MessageStatus.STOPPED, final.content)
     assert service.stop(conversation_id) is False
@@ -137,19 +123,19 @@ def test_attach_mid_reply_sees_the_whole_text(service: PortalChatService) -> Non
     conversation_id = _new(service, LONG)
     assert list(service.attach(conversation_id)) == []
     first = service.send_message(conversation_id, LONG_PROMPT)
-    first_seen = _until_first_delta(first)
+    first_seen = until_first_delta(first)
     attached = service.attach(conversation_id)
     attached_seen = [next(attached), next(attached)]
     assert attached_seen[0].type is ReplyEventType.START
     assert attached_seen[1].type is ReplyEventType.DELTA  # the text so far, as one delta
-    assert attached_seen[1].delta.startswith(_text(first_seen))
+    assert attached_seen[1].delta.startswith(text_of(first_seen))
     attached_seen.append(next(attached))  # and then it follows the reply as it goes
     assert service.stop(conversation_id) is True
     attached_seen += list(attached)
     first_rest = list(first)
     final = first_rest[-1].message
     assert final is not None and final.status is MessageStatus.STOPPED
-    assert _text(attached_seen) == final.content == _text(first_seen + first_rest)
+    assert text_of(attached_seen) == final.content == text_of(first_seen + first_rest)
     assert attached_seen[-1].message == final
     assert list(service.attach(conversation_id)) == []
     with pytest.raises(NotFoundError):
@@ -220,7 +206,7 @@ def test_replicas_share_a_reply(database_url: str, embedded_engine: Transformers
     try:
         conversation_id = _new(a, LONG)
         events = a.send_message(conversation_id, LONG_PROMPT)
-        _until_first_delta(events)
+        until_first_delta(events)
         # B starts while A writes: A's reply must not be marked interrupted.
         b = PortalChatService.around(
             ChatService(embedded_engine, ConversationStore.open(database_url, owner_id="b"), limits)
@@ -235,7 +221,7 @@ def test_replicas_share_a_reply(database_url: str, embedded_engine: Transformers
         final = rest[-1].message
         assert final is not None and final.status is MessageStatus.STOPPED
         assert final.stats is not None and final.stats.completion_tokens < 200
-        assert _text(rest) == final.content
+        assert text_of(rest) == final.content
         assert [e.type for e in events][-1] is ReplyEventType.DONE
     finally:
         a.close()
@@ -354,7 +340,7 @@ def test_close_interrupts_running_replies(
         ChatService(embedded_engine, ConversationStore.open(database_url), LimitSettings())
     )
     conversation_id = _new(service, LONG)
-    _until_first_delta(service.send_message(conversation_id, LONG_PROMPT))
+    until_first_delta(service.send_message(conversation_id, LONG_PROMPT))
     service.close()
     store = ConversationStore.open(database_url)
     try:
