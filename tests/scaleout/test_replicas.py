@@ -127,7 +127,7 @@ def test_a_reply_on_one_replica_is_stopped_from_the_other(
 ) -> None:
     one, two = clients
     conversation = one.create_conversation(
-        title="stop", params=GenerationParams(max_new_tokens=400)
+        title="stop", params=GenerationParams(max_new_tokens=400, temperature=0.0)
     )
     cid = conversation.id or ""
     thread, events = start_long_reply(one, cid)
@@ -164,7 +164,7 @@ def test_owners_hold_on_both_replicas(
     one, two = service_clients
     alice_one, alice_two = one.for_user(ALICE), two.for_user(ALICE)
     conversation = alice_one.create_conversation(
-        title="alice's", params=GenerationParams(max_new_tokens=400)
+        title="alice's", params=GenerationParams(max_new_tokens=400, temperature=0.0)
     )
     cid = conversation.id or ""
     thread, events = start_long_reply(alice_one, cid)

@@ -22,7 +22,9 @@ def main(database_url: str) -> None:
         StoreSettings(database_url=database_url),
         LimitSettings(),
     )
-    conversation = service.create_conversation(params=GenerationParams(max_new_tokens=200))
+    conversation = service.create_conversation(
+        params=GenerationParams(max_new_tokens=200, temperature=0.0)
+    )
     assert conversation.id is not None
     events = service.send_message(conversation.id, PROMPT)
     print(conversation.id, flush=True)

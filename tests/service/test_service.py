@@ -28,7 +28,9 @@ from chatbot.store import ConversationStore
 from tests.service.replies import text_of, until_first_delta
 
 SHORT = GenerationParams(max_new_tokens=6)
-LONG = GenerationParams(max_new_tokens=200)
+# Greedy: a new conversation samples at the server default (0.7) unless told, and a sampled
+# reply may end before the Stop these tests send.
+LONG = GenerationParams(max_new_tokens=200, temperature=0.0)
 LONG_PROMPT = "Count from 1 to 300, one number per line."
 
 

@@ -40,9 +40,9 @@ def test_no_estimate_before_a_reply_is_measured() -> None:
 def test_the_estimate_plays_the_queue_forward() -> None:
     times = ReplyTimes(window=3)
     for seconds in (10.0, 2.0, 4.0, 6.0):  # the first falls out of the window
-        times.add(seconds, tokens=11, decoding_s=1.0)
+        times.add(seconds, tokens=24)
     assert times.mean_s() == 4.0
-    assert times.tokens_per_s() == 10.0
+    assert times.tokens_per_s() == 6.0  # 72 tokens in the window's 12 s
     # One place, its reply has run 1 s of the expected 4: the next in line waits 3 s, the
     # second 3 + 4 s.
     assert estimate_start_s(1, 1, [Running(1.0)], 4.0) == 3.0
@@ -55,6 +55,20 @@ def test_the_estimate_plays_the_queue_forward() -> None:
     # Past the mean, its token budget says how long it may still take.
     assert estimate_start_s(1, 1, [Running(9.0, budget_left_s=5.0)], 4.0) == 5.0
     assert estimate_start_s(1, 1, [Running(9.0)], 4.0) == 0.0
+
+
+def test_the_speed_counts_the_whole_time_in_the_place() -> None:
+    # A short reply whose pieces reach the service in one burst (a busy event loop) still
+    # gives a finite speed: 8 tokens in the 0.25 s it held its place. A reply that made
+    # nothing (an error) counts towards the mean, not the speed.
+    times = ReplyTimes()
+    times.add(0.25, tokens=8)
+    times.add(0.25, tokens=0)
+    assert times.tokens_per_s() == 32.0
+    assert times.mean_s() == 0.25
+    # The running reply is past the mean with 500 tokens left: about 500 / 32 s, not "now".
+    eta = estimate_start_s(1, 1, [Running(3.0, budget_left_s=500 / 32.0)], times.mean_s())
+    assert eta == 15.6
 
 
 # -- the runner on the real model ---------------------------------------------------------------

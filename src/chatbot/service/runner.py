@@ -318,12 +318,7 @@ class Reply:
         finally:
             self._ticket.release()
             if self.granted_at is not None:
-                now = time.monotonic()
-                self._runner.times.add(
-                    now - self.granted_at,
-                    len(self._pieces),
-                    now - first_at if first_at is not None else 0.0,
-                )
+                self._runner.times.add(time.monotonic() - self.granted_at, len(self._pieces))
         self._ending = True
         await self._finish(last, first_at, error)
 

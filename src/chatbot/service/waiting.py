@@ -1,16 +1,21 @@
 """Why a reply has no text yet, and for about how long: what the service tells a waiting user.
 
 The estimate comes from what the server measured, not from settings: each reply's time in a
-generation place (from getting the place to its end) and its decoding speed go into a window of
-the last :data:`WINDOW` replies; their mean is the expected time a place is held, and their
-tokens per second bound how long a running reply can still take (its tokens left to the limit
-over that speed). To estimate when a queued reply at position ``p`` starts,
-:func:`estimate_start_s` plays the queue forward: each of the ``C`` places frees when its
-running reply is expected to end (the mean minus the time it has run, but never later than its
-token budget allows; once past the mean, its token budget; at once for an idle place); the
-``p - 1`` replies ahead each take the place that frees first and hold it for the mean; the reply
-starts when the next place frees. No estimate (``None``) until one reply has been measured: a
-guess would be worse than none.
+generation place (from getting the place to its end) and its tokens go into a window of the last
+:data:`WINDOW` replies; their mean is the expected time a place is held, and their tokens per
+second of that time bound how long a running reply can still take (its tokens left to the limit
+over that speed). The speed counts the whole time in the place, first token's wait included, not
+just the time between the first and the last piece: pieces reach the service in bursts when its
+event loop is busy, and a short reply's pieces can then all arrive within a millisecond. That is
+the likely cause of a CI run that estimated 0.0 s for a reply with 500 tokens left, from one
+measured reply of 8 tokens. A bound that is somewhat long beats one that says "now".
+
+To estimate when a queued reply at position ``p`` starts, :func:`estimate_start_s` plays the
+queue forward: each of the ``C`` places frees when its running reply is expected to end (the
+mean minus the time it has run, but never later than its token budget allows; once past the
+mean, its token budget; at once for an idle place); the ``p - 1`` replies ahead each take the
+place that frees first and hold it for the mean; the reply starts when the next place frees.
+No estimate (``None``) until one reply has been measured: a guess would be worse than none.
 """
 
 from __future__ import annotations
@@ -68,13 +73,14 @@ class ReplyTimes:
 
     def __init__(self, window: int = WINDOW) -> None:
         self._seconds: deque[float] = deque(maxlen=window)
-        self._decoding: deque[tuple[int, float]] = deque(maxlen=window)
+        self._made: deque[tuple[int, float]] = deque(maxlen=window)
 
-    def add(self, seconds: float, tokens: int = 0, decoding_s: float = 0.0) -> None:
-        """One reply: seconds it held its place; tokens made in ``decoding_s`` after the first."""
-        self._seconds.append(max(0.0, seconds))
-        if tokens > 1 and decoding_s > 0:
-            self._decoding.append((tokens - 1, decoding_s))
+    def add(self, seconds: float, tokens: int = 0) -> None:
+        """One reply: the seconds it held its place and the tokens it made in them."""
+        seconds = max(0.0, seconds)
+        self._seconds.append(seconds)
+        if tokens > 0 and seconds > 0:
+            self._made.append((tokens, seconds))
 
     def mean_s(self) -> float | None:
         if not self._seconds:
@@ -82,10 +88,10 @@ class ReplyTimes:
         return sum(self._seconds) / len(self._seconds)
 
     def tokens_per_s(self) -> float | None:
-        seconds = sum(s for _, s in self._decoding)
+        seconds = sum(s for _, s in self._made)
         if seconds <= 0:
             return None
-        return sum(t for t, _ in self._decoding) / seconds
+        return sum(t for t, _ in self._made) / seconds
 
 
 def estimate_start_s(
