@@ -69,7 +69,9 @@ def test_time_in_the_queue_is_counted_apart_from_generation(
         return await first.wait_finished(), await second.wait_finished()
 
     first, second = run_async(scenario())
-    assert first.stats.queued_s is not None and first.stats.queued_s < 0.1
+    # The first got its place at once: its time in the queue is the event loop's scheduling,
+    # far below the second's wait (a shared CPU can stretch the scheduling to tens of ms).
+    assert first.stats.queued_s is not None and first.stats.queued_s < 0.5
     assert second.stats.queued_s is not None and first.stats.duration_s is not None
     # The second waited about as long as the first took; its speed leaves that wait out.
     assert second.stats.queued_s > 0.5 * first.stats.duration_s
