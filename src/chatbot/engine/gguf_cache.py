@@ -19,16 +19,21 @@ logger = logging.getLogger(__name__)
 _COMPLETE_MARKER = ".complete"
 
 
-def cache_folder(cache_root: Path, gguf_path: Path) -> Path:
-    """A folder name that changes whenever the GGUF file does."""
+def cache_folder(cache_root: Path, gguf_path: Path, kind: str = "converted") -> Path:
+    """A folder name that changes whenever the GGUF file does; ``kind`` names the format."""
     stat = gguf_path.stat()
     key = f"{gguf_path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
-    return cache_root / "converted" / f"{gguf_path.stem}-{digest}"
+    return cache_root / kind / f"{gguf_path.stem}-{digest}"
 
 
 def cached(folder: Path) -> bool:
     return (folder / _COMPLETE_MARKER).is_file()
+
+
+def mark_complete(folder: Path) -> None:
+    """The last file written: a folder without it is never taken for a finished copy."""
+    (folder / _COMPLETE_MARKER).write_text("ok\n")
 
 
 def store(folder: Path, model: Any, tokenizer: Any) -> None:
@@ -42,7 +47,7 @@ def store(folder: Path, model: Any, tokenizer: Any) -> None:
                 del model.config.quantization_config
             model.save_pretrained(scratch)
             tokenizer.save_pretrained(scratch)
-            (scratch / _COMPLETE_MARKER).write_text("ok\n")
+            mark_complete(scratch)
             os.replace(scratch, folder)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)

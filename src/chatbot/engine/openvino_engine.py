@@ -36,6 +36,7 @@ import numpy as np
 
 from chatbot.config import EngineSettings
 from chatbot.domain import FinishReason, GenerationParams, Message
+from chatbot.engine import openvino_ir
 from chatbot.engine.arrivals import ArrivalQueue
 from chatbot.engine.base import PromptWorker
 from chatbot.engine.constraints import compile_json_schema
@@ -268,6 +269,7 @@ class OpenVINOEngine(LocalEngine):
         self._path = path
         self._kv_precision = kv_cache_precision or KV_CACHE_PRECISION
         self._slots = settings.max_batch_size if settings.batching else 1
+        self.loaded_from: Path | None = None  # the GGUF, its IR copy or an IR folder
 
     def _constraint(self, state: Loaded, json_schema: Mapping[str, Any]) -> None:
         """OpenVINO enforces the schema itself; here it is only checked, so a bad one is a 400."""
@@ -307,6 +309,36 @@ class OpenVINOEngine(LocalEngine):
             config.structured_output_config = structured
         return config
 
+    def _pipeline(self, genai: Any, scheduler_config: Any, properties: dict[str, Any]) -> Any:
+        """From the GGUF's IR copy when there is one (see chatbot.engine.openvino_ir), else from
+        the GGUF, which starts making that copy for the next start."""
+        gguf = self._source.gguf_path
+        ir = openvino_ir.ir_folder(self._settings.resolved_cache_dir(), gguf) if gguf else None
+        if ir is not None and openvino_ir.cached(ir):
+            try:
+                pipeline = genai.ContinuousBatchingPipeline(
+                    str(ir), scheduler_config, "CPU", properties
+                )
+            except Exception as exc:  # a damaged copy only costs speed: made again below
+                logger.warning("cannot load the IR copy in %s (%s); reading %s", ir, exc, gguf)
+                openvino_ir.discard(ir)
+            else:
+                self.loaded_from = ir
+                return pipeline
+        try:
+            pipeline = genai.ContinuousBatchingPipeline(
+                str(self._path), scheduler_config, "CPU", properties
+            )
+        except Exception as exc:  # the native reader raises RuntimeError, IndexError, ...
+            raise ConfigurationError(
+                f"CHATBOT_MODEL: OpenVINO cannot load {self._path} (its GGUF reader supports "
+                f"only some architectures and quantizations): {exc}; {_OTHER_ENGINES}"
+            ) from exc
+        self.loaded_from = self._path
+        if gguf is not None and ir is not None and self._settings.openvino_ir_copy:
+            openvino_ir.start_conversion(gguf, ir)
+        return pipeline
+
     def _load(self) -> Loaded:
         genai = _genai()
         scheduler_config = genai.SchedulerConfig()
@@ -319,15 +351,7 @@ class OpenVINOEngine(LocalEngine):
             properties["KV_CACHE_PRECISION"] = self._kv_precision
         if self._settings.threads:
             properties["INFERENCE_NUM_THREADS"] = self._settings.threads
-        try:
-            pipeline = genai.ContinuousBatchingPipeline(
-                str(self._path), scheduler_config, "CPU", properties
-            )
-        except Exception as exc:  # the native reader raises RuntimeError, IndexError, ...
-            raise ConfigurationError(
-                f"CHATBOT_MODEL: OpenVINO cannot load {self._path} (its GGUF reader supports "
-                f"only some architectures and quantizations): {exc}; {_OTHER_ENGINES}"
-            ) from exc
+        pipeline = self._pipeline(genai, scheduler_config, properties)
         tokenizer = pipeline.get_tokenizer()
         eos = int(tokenizer.get_eos_token_id())
         configured = pipeline.get_config().stop_token_ids

@@ -1,0 +1,143 @@
+"""The OpenVINO IR copy of a GGUF: made in the background, loaded next time, same replies."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from chatbot.config import EngineSettings
+from chatbot.domain import GenerationParams, Message
+from chatbot.engine import openvino_ir
+from chatbot.engine.base import collect
+from chatbot.engine.model_source import embedded_gguf_path
+
+pytest.importorskip("openvino_genai")
+
+from chatbot.engine.openvino_engine import OpenVINOEngine
+from tests.fixtures.engines import run_async
+
+PROMPTS = ["Hi", "What is the capital of France?", "Name three fruits.", "Count to five."]
+
+
+def _engine(cache: Path, *, copy: bool = True) -> OpenVINOEngine:
+    settings = EngineSettings(
+        engine="openvino", cache_dir=cache, max_batch_size=4, openvino_ir_copy=copy
+    )
+    engine = OpenVINOEngine(settings)
+    engine.load()
+    return engine
+
+
+def _replies(engine: OpenVINOEngine) -> list[str]:
+    async def all_at_once() -> list[str]:
+        params = GenerationParams(max_new_tokens=24)
+        replies = [collect(engine.generate([Message.user(p)], params)) for p in PROMPTS]
+        return [text for text, _ in await asyncio.gather(*replies)]
+
+    return run_async(all_at_once())
+
+
+def _wait_for_copy(folder: Path, timeout_s: float = 240) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not openvino_ir.cached(folder):
+        assert time.monotonic() < deadline, f"no IR copy in {folder} after {timeout_s:.0f} s"
+        time.sleep(0.5)
+
+
+@pytest.mark.slow
+def test_a_start_from_the_gguf_makes_the_copy_and_the_next_start_loads_it(tmp_path: Path) -> None:
+    gguf = embedded_gguf_path()
+    folder = openvino_ir.ir_folder(tmp_path, gguf)
+    first = _engine(tmp_path)
+    try:
+        assert first.loaded_from == gguf
+        from_gguf = _replies(first)
+    finally:
+        first.close()
+    _wait_for_copy(folder)
+    lock = folder.with_name(folder.name + ".lock")
+    deadline = time.monotonic() + 30
+    while lock.exists():  # the converter releases it as it exits
+        assert time.monotonic() < deadline, "the conversion kept its lock"
+        time.sleep(0.1)
+    assert not any(p.name.startswith(".converting-") for p in folder.parent.iterdir())
+
+    second = _engine(tmp_path)
+    try:
+        assert second.loaded_from == folder
+        # The same graph and tokenizer: greedy replies equal token for token, batched.
+        assert _replies(second) == from_gguf
+        assert all(from_gguf)
+    finally:
+        second.close()
+
+
+@pytest.mark.slow
+def test_a_copy_that_does_not_load_is_dropped_and_the_gguf_serves(tmp_path: Path) -> None:
+    gguf = embedded_gguf_path()
+    folder = openvino_ir.ir_folder(tmp_path, gguf)
+    folder.mkdir(parents=True)
+    for name in ("openvino_model.xml", "openvino_tokenizer.xml", "openvino_detokenizer.xml"):
+        (folder / name).write_text("<not a model/>")
+    (folder / ".complete").write_text("ok\n")
+    assert openvino_ir.cached(folder)
+
+    engine = _engine(tmp_path, copy=False)
+    try:
+        assert engine.loaded_from == gguf
+        assert all(_replies(engine))
+    finally:
+        engine.close()
+    assert not folder.exists()  # removed, so a start with copies on makes a good one
+    # With CHATBOT_OPENVINO_IR_COPY=false no conversion started.
+    assert not folder.with_name(folder.name + ".lock").exists()
+
+
+def test_one_conversion_at_a_time_and_a_dead_one_is_taken_over(tmp_path: Path) -> None:
+    folder = tmp_path / "openvino" / "model-0123"
+    lock = folder.with_name(folder.name + ".lock")
+    folder.parent.mkdir(parents=True)
+    lock.touch()  # another server is converting
+    assert openvino_ir.start_conversion(tmp_path / "model.gguf", folder) is False
+    assert openvino_ir._take_lock(lock) is False
+    old = time.time() - openvino_ir.STALE_LOCK_S - 60
+    os.utime(lock, (old, old))  # ... or it died long ago
+    assert openvino_ir._take_lock(lock) is True
+    assert time.time() - lock.stat().st_mtime < 60
+
+
+@pytest.mark.slow
+def test_a_file_that_cannot_be_converted_is_not_tried_at_every_start(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(b"GGUF" + b"\0" * 64)
+    folder = openvino_ir.ir_folder(tmp_path, broken)
+    folder.parent.mkdir(parents=True)
+    lock = folder.with_name(folder.name + ".lock")
+    lock.touch()  # taken, as start_conversion does before it launches the process
+    assert openvino_ir.main([str(broken), str(folder)]) == 1
+    failed = folder.with_name(folder.name + ".failed")
+    assert failed.read_text().strip(), "the error is kept"
+    assert not lock.exists() and not folder.exists()
+    assert not any(p.name.startswith(".converting-") for p in folder.parent.iterdir())
+    assert openvino_ir.start_conversion(broken, folder) is False
+    assert not lock.exists()
+
+
+def test_the_converter_runs_as_a_module() -> None:
+    # start_conversion launches ``python -m chatbot.engine.openvino_ir``: it must parse there.
+    import subprocess
+
+    result = subprocess.run(
+        [sys.executable, "-m", "chatbot.engine.openvino_ir", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "GGUF" in result.stdout or "gguf" in result.stdout
