@@ -126,6 +126,19 @@ def test_includes_the_embedded_model_at_the_version_the_project_uses(stages: lis
     assert "torch==" in build_runs and "whl/cpu" in build_args  # not GBs of CUDA wheels
 
 
+def test_the_image_carries_the_openvino_ir_copy_where_the_runtime_looks(
+    stages: list[Stage],
+) -> None:
+    build_runs = [r for s in stages[:-1] for r in s.all("RUN")]
+    assert "python -m chatbot.engine.openvino_ir" in build_runs  # synchronous, in the build
+    build_cache = next(
+        env_of(s)["CHATBOT_CACHE_DIR"] for s in stages[:-1] if "CHATBOT_CACHE_DIR" in env_of(s)
+    )
+    assert env_of(stages[-1])["CHATBOT_CACHE_DIR"] == build_cache
+    copies = " ".join(stages[-1].all("COPY"))
+    assert f"{build_cache} {build_cache}" in copies
+
+
 def test_copies_files_that_exist(stages: list[Stage]) -> None:
     for stage in stages:
         for args in stage.all("COPY"):

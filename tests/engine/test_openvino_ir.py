@@ -128,6 +128,22 @@ def test_a_file_that_cannot_be_converted_is_not_tried_at_every_start(tmp_path: P
     assert not lock.exists()
 
 
+@pytest.mark.slow
+def test_with_no_arguments_it_copies_the_configured_model_now(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What an image build runs (deploy/Dockerfile): the model and cache of the settings.
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(b"GGUF" + b"\0" * 64)
+    monkeypatch.setenv("CHATBOT_MODEL", str(broken))
+    monkeypatch.setenv("CHATBOT_CACHE_DIR", str(tmp_path / "cache"))
+    assert openvino_ir.main([]) == 1
+    folder = openvino_ir.ir_folder(tmp_path / "cache", broken)
+    assert folder.with_name(folder.name + ".failed").is_file()
+    monkeypatch.setenv("CHATBOT_MODEL", "HuggingFaceTB/SmolLM2-135M-Instruct")
+    assert openvino_ir.main([]) == 2  # not a GGUF: nothing to copy
+
+
 def test_the_converter_runs_as_a_module() -> None:
     # start_conversion launches ``python -m chatbot.engine.openvino_ir``: it must parse there.
     import subprocess

@@ -140,22 +140,50 @@ def _take_lock(lock: Path) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m chatbot.engine.openvino_ir GGUF FOLDER``: convert, then release the lock."""
+    """``python -m chatbot.engine.openvino_ir [GGUF FOLDER]``: make the copy now.
+
+    With no arguments, for the model the settings name (``CHATBOT_MODEL``, ``CHATBOT_CACHE_DIR``):
+    an image build runs this, so its containers start from the copy. With them, it is a server's
+    background job, and releases the lock the server took for it.
+    """
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("gguf", type=Path)
-    parser.add_argument("folder", type=Path)
+    parser.add_argument("gguf", type=Path, nargs="?", help="the GGUF file")
+    parser.add_argument("folder", type=Path, nargs="?", help="where its copy goes")
     args = parser.parse_args(argv)
+    if args.gguf is None:
+        return _copy_the_configured_model()
+    if args.folder is None:
+        parser.error("give both the GGUF file and the folder, or neither")
     try:
-        if not cached(args.folder):
-            convert(args.gguf, args.folder)
-    except Exception as exc:
-        logger.exception("the OpenVINO IR copy of %s failed", args.gguf)
-        with contextlib.suppress(OSError):
-            _failed_path(args.folder).write_text(f"{type(exc).__name__}: {exc}\n")
-        return 1
+        return _copy(args.gguf, args.folder)
     finally:
         with contextlib.suppress(OSError):
             _lock_path(args.folder).unlink()
+
+
+def _copy_the_configured_model() -> int:
+    from chatbot.config import EngineSettings, load
+    from chatbot.engine.model_source import resolve
+
+    settings = load(EngineSettings)
+    gguf = resolve(settings.model).gguf_path
+    if gguf is None:
+        logger.error(
+            "CHATBOT_MODEL=%s is not a GGUF file: there is nothing to copy", settings.model
+        )
+        return 2
+    return _copy(gguf, ir_folder(settings.resolved_cache_dir(), gguf))
+
+
+def _copy(gguf: Path, folder: Path) -> int:
+    try:
+        if not cached(folder):
+            convert(gguf, folder)
+    except Exception as exc:
+        logger.exception("the OpenVINO IR copy of %s failed", gguf)
+        with contextlib.suppress(OSError):
+            _failed_path(folder).write_text(f"{type(exc).__name__}: {exc}\n")
+        return 1
     return 0
 
 
