@@ -144,6 +144,18 @@ def test_with_no_arguments_it_copies_the_configured_model_now(
     assert openvino_ir.main([]) == 2  # not a GGUF: nothing to copy
 
 
+@pytest.mark.slow
+def test_a_tokenizer_that_reads_chats_differently_is_refused() -> None:
+    import openvino_genai
+
+    gguf = str(embedded_gguf_path())
+    reference, candidate = openvino_genai.Tokenizer(gguf), openvino_genai.Tokenizer(gguf)
+    openvino_ir.check_same_tokens(reference, candidate)  # the same reading passes
+    candidate.set_chat_template("{% for m in messages %}{{ m['content'] }}{% endfor %}")
+    with pytest.raises(RuntimeError, match="template"):
+        openvino_ir.check_same_tokens(reference, candidate)
+
+
 def test_the_converter_runs_as_a_module() -> None:
     # start_conversion launches ``python -m chatbot.engine.openvino_ir``: it must parse there.
     import subprocess

@@ -1,8 +1,11 @@
 """The default CPU engine for GGUF models: OpenVINO GenAI's continuous-batching pipeline.
 
 OpenVINO GenAI reads the GGUF file directly (no compiler, prebuilt wheels) and decodes the
-quantized weights with its own CPU kernels: about 150 tok/s for one stream on the embedded
-model and over 700 tok/s aggregate for eight, several times llama.cpp's batched figures here.
+quantized weights with its own CPU kernels: on the embedded model, 50 tok/s for one stream and
+128 tok/s aggregate for eight on the 2-vCPU development VM (BENCHMARKS.md; issue 12's own run
+measured 150 and 714), without the 5-minute compile the llama.cpp engine needs.
+Reading a GGUF means rebuilding its graph at every start, so the first start from a GGUF
+leaves an IR copy behind (:mod:`chatbot.engine.openvino_ir`) that later starts load instead.
 
 One model thread owns a ``ContinuousBatchingPipeline``: each turn of its loop adds the requests
 that arrived (they join at the next ``step()``), drops the handles of requests whose reader left

@@ -27,6 +27,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from chatbot.engine import gguf_cache
 
@@ -64,7 +65,7 @@ def convert(gguf_path: Path, folder: Path) -> None:
         except OSError:  # no symlinks here (some Windows setups): a copy does as well
             shutil.copyfile(gguf_path, link)
         # OpenVINO writes the graph it built next to the GGUF it read: the scratch folder.
-        openvino_genai.LLMPipeline(str(link), "CPU", enable_save_ov_model=True)
+        pipeline = openvino_genai.LLMPipeline(str(link), "CPU", enable_save_ov_model=True)
         if not (scratch / MODEL_XML).is_file():
             raise RuntimeError(f"OpenVINO did not write {MODEL_XML} for {gguf_path}")
         hf_tokenizer = AutoTokenizer.from_pretrained(scratch, gguf_file=_LINK)
@@ -72,6 +73,7 @@ def convert(gguf_path: Path, folder: Path) -> None:
         openvino.save_model(tokenizer, str(scratch / "openvino_tokenizer.xml"))
         openvino.save_model(detokenizer, str(scratch / "openvino_detokenizer.xml"))
         link.unlink()
+        check_same_tokens(pipeline.get_tokenizer(), openvino_genai.Tokenizer(str(scratch)))
         gguf_cache.mark_complete(scratch)
         try:
             os.replace(scratch, folder)
@@ -81,6 +83,43 @@ def convert(gguf_path: Path, folder: Path) -> None:
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     logger.info("saved an OpenVINO IR copy of %s in %s", gguf_path, folder)
+
+
+# Chats the two tokenizers must turn into the same ids: plain text, Unicode, text that looks like
+# the template's own markers, runs of whitespace, and a multi-turn history with a system prompt.
+PROBE_CHATS: tuple[tuple[tuple[str, str], ...], ...] = (
+    (("user", "Hi"),),
+    (("user", "Ünïcødé, 日本語, emoji 🎉 and <|im_end|> <s> </s> [INST]"),),
+    (("system", "Be brief."), ("user", "  tabs\t\tand   spaces\n\nnew lines ")),
+    (("user", "a"), ("assistant", "b"), ("user", "What is 2+2?")),
+)
+
+
+def check_same_tokens(reference: Any, candidate: Any) -> None:
+    """Raise unless ``candidate`` (the IR copy's tokenizer) matches the GGUF's own.
+
+    transformers and OpenVINO read a GGUF's vocabulary separately; where they disagree for some
+    model, that model keeps loading from its GGUF (the conversion is marked failed).
+    """
+
+    def facts(tokenizer: Any) -> tuple[object, ...]:
+        return tokenizer.chat_template, tokenizer.get_eos_token_id(), tokenizer.get_bos_token_id()
+
+    if facts(reference) != facts(candidate):
+        raise RuntimeError("the converted tokenizer's template or special tokens differ")
+    for chat in PROBE_CHATS:
+        messages = [{"role": role, "content": content} for role, content in chat]
+        text = reference.apply_chat_template(messages, add_generation_prompt=True)
+        ids = [
+            t.encode(text, add_special_tokens=False).input_ids.data[0].tolist()
+            for t in (reference, candidate)
+        ]
+        if ids[0] != ids[1]:
+            raise RuntimeError(f"the converted tokenizer reads {text!r} differently")
+        for skip in (True, False):
+            texts = [t.decode(ids[0], skip_special_tokens=skip) for t in (reference, candidate)]
+            if texts[0] != texts[1]:
+                raise RuntimeError(f"the converted detokenizer writes {text!r} differently")
 
 
 def discard(folder: Path) -> None:
