@@ -24,7 +24,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -56,9 +55,7 @@ def convert(gguf_path: Path, folder: Path) -> None:
     from openvino_tokenizers import convert_tokenizer
     from transformers import AutoTokenizer
 
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=".converting-", dir=folder.parent))
-    try:
+    with gguf_cache.writing(folder) as scratch:
         link = scratch / _LINK
         try:
             link.symlink_to(gguf_path.resolve())
@@ -74,14 +71,6 @@ def convert(gguf_path: Path, folder: Path) -> None:
         openvino.save_model(detokenizer, str(scratch / "openvino_detokenizer.xml"))
         link.unlink()
         check_same_tokens(pipeline.get_tokenizer(), openvino_genai.Tokenizer(str(scratch)))
-        gguf_cache.mark_complete(scratch)
-        try:
-            os.replace(scratch, folder)
-        except OSError:
-            if not cached(folder):  # else another process finished the same copy first
-                raise
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
     logger.info("saved an OpenVINO IR copy of %s in %s", gguf_path, folder)
 
 
