@@ -18,6 +18,14 @@ pytest_plugins = [
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
+# New conversations that name no temperature are greedy in tests (the product samples at 0.7):
+# a sampled reply's length and words vary from run to run, and a test that stops, compares or
+# waits on a reply needs it long and the same every time. Tests of the shipped default name it
+# (tests/client/test_contract.py); those that want variety ask for a temperature. Set on import,
+# not in pytest_configure: pytest imports the conftests of the paths it is given (and their
+# module-level settings) before it configures.
+os.environ.setdefault("CHATBOT_DEFAULT_TEMPERATURE", "0")
+
 
 def pytest_configure(config: pytest.Config) -> None:
     # Keep every test's SQLite files and exports out of the user's data folder, also in

@@ -52,13 +52,20 @@ def _wait_for_queue(url: str, length: int) -> dict[str, Any]:
 
 
 def _stream_lines(
-    url: str, body: dict[str, Any], lines: list[str], started: threading.Event
+    url: str,
+    body: dict[str, Any],
+    lines: list[str],
+    started: threading.Event,
+    leave: threading.Event | None = None,
 ) -> None:
+    """Read a streamed reply's lines; leaving (``leave`` set) closes it, which stops it."""
     with httpx.stream("POST", f"{url}/v1/chat/completions", json=body, timeout=120) as response:
         for line in response.iter_lines():
             lines.append(line)
             if line.startswith("data:"):
                 started.set()
+            if leave is not None and leave.is_set():
+                return
 
 
 @pytest.mark.slow
@@ -69,7 +76,7 @@ def test_a_queued_request_hears_its_place_before_its_first_token(
         wait_ready=False,
         CHATBOT_MAX_CONCURRENT_REQUESTS="1",
         CHATBOT_MAX_QUEUED_REQUESTS="3",
-        CHATBOT_MAX_TOKENS_CAP="600",
+        CHATBOT_MAX_TOKENS_CAP="3000",
     )
     seen_loading = False
     deadline = time.monotonic() + 180
@@ -85,21 +92,27 @@ def test_a_queued_request_hears_its_place_before_its_first_token(
         assert time.monotonic() < deadline, backend.log()
         time.sleep(0.05)
     backend.wait_ready()
-    # One measured reply, so the estimate has a basis.
-    httpx.post(
-        f"{backend.url}/v1/chat/completions", json={"messages": [LONG], "max_tokens": 8}, timeout=60
+    # One measured reply (greedy: it makes its 8 tokens), so the estimate has a basis.
+    measured = httpx.post(
+        f"{backend.url}/v1/chat/completions",
+        json={"messages": [LONG], "max_tokens": 8, "temperature": 0},
+        timeout=60,
     )
+    assert measured.status_code == 200, measured.text
 
     running_lines: list[str] = []
     running_started = threading.Event()
+    leave_running = threading.Event()
     runner = threading.Thread(
         target=_stream_lines,
         args=(
             backend.url,
-            # greedy: a sampled reply may end early, and then nothing ever waits behind it
-            {"messages": [LONG], "max_tokens": 500, "stream": True, "temperature": 0},
+            # Greedy and far longer than the test: it still has most of its tokens left when
+            # the others arrive, however fast the engine (the test leaves it once they wait).
+            {"messages": [LONG], "max_tokens": 3000, "stream": True, "temperature": 0},
             running_lines,
             running_started,
+            leave_running,
         ),
     )
     runner.start()
@@ -142,6 +155,7 @@ def test_a_queued_request_hears_its_place_before_its_first_token(
     for thread in others:
         thread.start()
     status = _wait_for_queue(backend.url, 2)  # the status while the others wait
+    leave_running.set()  # the running reply's client leaves; its place frees for the queue
     for thread in (runner, queued, *others):
         thread.join(120)
     http.close()

@@ -17,7 +17,10 @@ from chatbot.service.protocol import ChatServiceProtocol
 from tests.fixtures.servers import SESSION_SERVICE_KEY
 
 # The same caps as the session backend (tests/fixtures/servers.py), so both sides agree.
-LIMITS = LimitSettings(max_tokens_cap=64, default_max_tokens=8)
+LIMITS = LimitSettings(max_tokens_cap=256, default_max_tokens=8)
+# What a new conversation samples at when it names no temperature, as shipped (the suite runs
+# greedy: tests/conftest.py).
+PRODUCT_TEMPERATURE: float = LimitSettings.model_fields["default_temperature"].default
 
 
 @pytest.fixture(params=["in-process", "http"])
@@ -37,6 +40,31 @@ def chat_service(
         service.close()
         return
     client = HttpChatService(request.getfixturevalue("backend_server").url)
+    yield client
+    client.close()
+
+
+@pytest.fixture(params=["in-process", "http"])
+def shipped_service(
+    request: pytest.FixtureRequest, embedded_engine: TransformersEngine, tmp_path: Path
+) -> Iterator[ChatServiceProtocol]:
+    """Each transport with the shipped default temperature, not the suite's greedy one."""
+    if request.param == "in-process":
+        limits = LIMITS.model_copy(update={"default_temperature": PRODUCT_TEMPERATURE})
+        service = PortalChatService.around(
+            ChatService.open(
+                EngineSettings(),
+                StoreSettings(database_url=f"sqlite:///{tmp_path / 'shipped.sqlite3'}"),
+                limits,
+                engine=embedded_engine,
+            )
+        )
+        yield service
+        service.close()
+        return
+    start_backend = request.getfixturevalue("start_backend")
+    backend = start_backend(CHATBOT_DEFAULT_TEMPERATURE=str(PRODUCT_TEMPERATURE))
+    client = HttpChatService(backend.url)
     yield client
     client.close()
 

@@ -25,7 +25,7 @@ from tests.scaleout.streaming import StreamTiming, time_stream
 
 pytestmark = pytest.mark.slow
 ROUNDS = 2
-TOKENS = 12
+TOKENS = 64  # streamed over a few tenths of a second even on a fast engine
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +87,7 @@ def test_first_chunk_arrives_before_the_reply_is_complete(
         direct.append(time_stream(backend_server.url, TOKENS))
         proxied.append(time_stream(nginx_url, TOKENS))
     for timing in proxied:
-        assert timing.pieces >= 2
+        assert timing.pieces >= 8
         # streamed, not buffered: the first text came well before the end of the reply
         assert timing.first_text_s < timing.done_s - 0.05, timing
     assert proxied[0].text == direct[0].text  # greedy: the same reply either way

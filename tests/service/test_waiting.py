@@ -54,7 +54,11 @@ def test_the_estimate_plays_the_queue_forward() -> None:
     assert estimate_start_s(1, 1, [Running(1.0, budget_left_s=2.0)], 4.0) == 2.0
     # Past the mean, its token budget says how long it may still take.
     assert estimate_start_s(1, 1, [Running(9.0, budget_left_s=5.0)], 4.0) == 5.0
-    assert estimate_start_s(1, 1, [Running(9.0)], 4.0) == 0.0
+    # Past the mean with no measured speed (no reply has made a token yet): another mean, not
+    # "now", which would be wrong for every long reply.
+    assert estimate_start_s(1, 1, [Running(9.0)], 4.0) == 4.0
+    # A reply whose tokens are all made (it is ending) frees its place at once.
+    assert estimate_start_s(1, 1, [Running(9.0, budget_left_s=0.0)], 4.0) == 0.0
 
 
 def test_the_speed_counts_the_whole_time_in_the_place() -> None:

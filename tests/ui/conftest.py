@@ -18,9 +18,11 @@ from chatbot.service.local import ChatService
 from chatbot.service.portal import PortalChatService
 from chatbot.service.protocol import ChatServiceProtocol
 
-# Replies stay short: a few greedy tokens are enough to see streaming, stats and storage.
+# Replies stay short: a few greedy tokens (the suite's default temperature, tests/conftest.py)
+# are enough to see streaming, stats and storage.
 SHORT = GenerationParams(max_new_tokens=6)
-TEST_LIMITS = LimitSettings(max_tokens_cap=64, default_max_tokens=6)
+# The session backend's cap (tests/fixtures/servers.py), so both transports agree.
+TEST_LIMITS = LimitSettings(max_tokens_cap=256, default_max_tokens=6)
 RUN_TIMEOUT_S = 180
 
 

@@ -180,7 +180,9 @@ def test_messages_have_copy_controls_and_delete_asks_first(
 
 def test_stop_ends_the_reply_and_keeps_its_text(ui_service: ChatServiceProtocol) -> None:
     conversation = ui_service.create_conversation(
-        params=SHORT.model_copy(update={"max_new_tokens": 64})  # the test backend's cap
+        # The test backend's cap, greedy (a sampled reply may end before the Stop): seconds of
+        # tokens left when the Stop comes, on any engine.
+        params=SHORT.model_copy(update={"max_new_tokens": 256, "temperature": 0.0})
     )
     cid = conversation.id or ""
     at = new_app(ui_service, conversation).run()
@@ -192,7 +194,7 @@ def test_stop_ends_the_reply_and_keeps_its_text(ui_service: ChatServiceProtocol)
         if len(ui_service.get_conversation(cid).messages) == 2:
             break
         time.sleep(0.05)
-    # Live text through attach(), not the copy saved every 0.5 s: a 64-token reply is short.
+    # Live text through attach(), not the copy saved every 0.5 s: the reply is short.
     for event in ui_service.attach(cid):
         if event.delta:
             break
@@ -203,7 +205,7 @@ def test_stop_ends_the_reply_and_keeps_its_text(ui_service: ChatServiceProtocol)
     reply = ui_service.get_conversation(cid).messages[-1]
     assert reply.status is MessageStatus.STOPPED
     assert reply.content
-    assert reply.stats is None or reply.stats.completion_tokens < 64
+    assert reply.stats is None or reply.stats.completion_tokens < 256
     assert "stopped" in at.chat_message[1].caption[0].value
 
 

@@ -13,7 +13,8 @@ measured reply of 8 tokens. A bound that is somewhat long beats one that says "n
 To estimate when a queued reply at position ``p`` starts, :func:`estimate_start_s` plays the
 queue forward: each of the ``C`` places frees when its running reply is expected to end (the
 mean minus the time it has run, but never later than its token budget allows; once past the
-mean, its token budget; at once for an idle place); the ``p - 1`` replies ahead each take the
+mean, its token budget, or another mean while no speed has been measured; at once for an idle
+place); the ``p - 1`` replies ahead each take the
 place that frees first and hold it for the mean; the reply starts when the next place frees.
 No estimate (``None``) until one reply has been measured: a guess would be worse than none.
 """
@@ -115,7 +116,9 @@ def _left_s(reply: Running, mean_s: float) -> float:
     if reply.elapsed_s < mean_s:
         left = mean_s - reply.elapsed_s
         return left if budget is None else min(left, budget)
-    return max(0.0, budget or 0.0)
+    if budget is None:  # overdue and no measured speed: another mean, not "now"
+        return mean_s
+    return max(0.0, budget)
 
 
 class Pulse:
