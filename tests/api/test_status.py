@@ -168,7 +168,7 @@ def test_a_queued_request_hears_its_place_before_its_first_token(
     assert comments, queued_lines[:first_data]
     wait = json.loads(comments[0].removeprefix(": waiting "))
     assert wait["phase"] == "queued" and wait["queue_position"] == 1
-    assert wait["eta_s"] > 0
+    assert wait["eta_s"] > 0, (comments, status, running_lines[-3:])
     assert "data: [DONE]" in queued_lines
     waits = [e for e in events if e.type is ReplyEventType.WAITING]
     assert waits and waits[0].phase is WaitPhase.QUEUED and waits[0].queue_position
