@@ -109,8 +109,9 @@ def test_microservices_in_chromium(
     page.screenshot(path=str(artifacts_dir / "ui-microservices.png"), full_page=True)
 
     # Stop while it streams: the backend's model stops and the partial reply is kept.
-    # greedy: a sampled reply may end by itself before Stop is clicked
-    long = service.create_conversation(params=GenerationParams(max_new_tokens=64, temperature=0.0))
+    # Greedy, and the session backend's cap: a sampled or short reply may end by itself before
+    # the browser's click reaches it on a fast engine.
+    long = service.create_conversation(params=GenerationParams(max_new_tokens=256, temperature=0.0))
     page.goto(f"{ui.url}/?c={long.id}")
     box = page.get_by_test_id("stChatInputTextArea")
     box.wait_for(timeout=REPLY_TIMEOUT_MS)

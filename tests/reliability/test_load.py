@@ -327,6 +327,9 @@ def test_overload_exactly_k_get_429_with_retry_after_promptly(
         thread.join(180)
     refused = [r for r in results if r.status == 429]
     served = [r for r in results if r.status == 200]
+    # The queued ones are the served that started last: they began when a place freed.
+    starts = sorted(r.first_event_s for r in served if r.first_event_s is not None)
+    first_queued_start = starts[places] if len(starts) > places else None
     figures = {
         "max_concurrent": places,
         "max_queued": queue,
@@ -336,6 +339,9 @@ def test_overload_exactly_k_get_429_with_retry_after_promptly(
         "slowest_429_s": round(max((r.elapsed_s for r in refused), default=0.0), 3),
         "retry_after": sorted({r.headers.get("retry-after", "") for r in refused}),
         "slowest_served_s": round(max((r.elapsed_s for r in served), default=0.0), 3),
+        "first_queued_start_s": None
+        if first_queued_start is None
+        else round(first_queued_start, 3),
     }
     record("overload", figures)
     assert len(refused) == extra, figures
@@ -343,6 +349,10 @@ def test_overload_exactly_k_get_429_with_retry_after_promptly(
     for response in refused:
         assert int(response.headers["retry-after"]) >= 1
         assert '"rate_limit_error"' in (response.error or "")
-        assert response.elapsed_s < 2.0, figures  # refused at once, not after queueing
+        # Refused at once, not after queueing: answered before any queued request got its
+        # place (a time of this machine's own, not a fixed number of seconds: on a loaded CI
+        # runner the event loop alone can take 2 s for seven requests beside two prefills).
+        assert first_queued_start is not None, figures
+        assert response.elapsed_s < first_queued_start, figures
     assert all(r.done and r.finish_reason() in ("length", "stop") for r in served), figures
     assert metric(backend.url, 'chatbot_requests_rejected_total{reason="overloaded"}') == extra

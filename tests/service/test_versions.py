@@ -62,6 +62,9 @@ def test_edit_makes_a_branch_and_refuses_select_while_a_reply_runs(
         "First question",
         "Second question",
     ]
+    # A long greedy reply for this one, so it is still running at the Stop however fast the
+    # engine (six sampled tokens can end first).
+    service.update_conversation(cid, params=GenerationParams(max_new_tokens=300, temperature=0.0))
     events = service.regenerate(cid)
     next(iter(events))  # the reply runs now
     with pytest.raises(ConflictError):

@@ -153,6 +153,13 @@ def test_title_box_follows_the_stored_title(ui_service: ChatServiceProtocol) -> 
     ui_service.update_conversation(cid, title="Picnic (renamed elsewhere)")
     at.run()
     assert at.text_input(key=f"chatbot.title.{cid}").value == "Picnic (renamed elsewhere)"
+    # A box cleared by hand renames nothing and shows the stored title again.
+    at.text_input(key=f"chatbot.title.{cid}").set_value("  ").run()
+    assert ui_service.get_conversation(cid).title == "Picnic (renamed elsewhere)"
+    assert at.text_input(key=f"chatbot.title.{cid}").value == "Picnic (renamed elsewhere)"
+    # Told again when the conversation changes, so a browser's lagging copy is corrected.
+    at.chat_input[0].set_value("And drinks?").run()
+    assert at.text_input(key=f"chatbot.title.{cid}").value == "Picnic (renamed elsewhere)"
 
 
 def _as_code_box_shows(text: str) -> str:

@@ -7,7 +7,7 @@ import streamlit as st
 from chatbot.domain import Conversation, ConversationSummary, ExportFormat
 from chatbot.errors import ChatbotError
 from chatbot.service.protocol import ChatServiceProtocol
-from chatbot.ui import banners, dates, downloads, settings_panel, state
+from chatbot.ui import banners, dates, downloads, live, settings_panel, state
 from chatbot.ui.text import safe_label
 
 NEW_KEY = "chatbot.new"
@@ -78,11 +78,18 @@ def _label(summary: ConversationSummary) -> str:
 def _current(service: ChatServiceProtocol, conversation: Conversation, cid: str) -> None:
     title_key = f"chatbot.title.{cid}"
     seen_key = f"chatbot.title_seen.{cid}"
-    if st.session_state.get(seen_key) != conversation.title or title_key not in st.session_state:
-        # The stored title changed (named after the first message, or renamed in another tab),
-        # or Streamlit dropped the box's state: a keyed box shows what it held unless told.
+    shown = st.session_state.get(title_key)
+    blank = not isinstance(shown, str) or not shown.strip()
+    seen = live.signature(conversation)
+    if st.session_state.get(seen_key) != seen or blank:
+        # Told again whenever the conversation changed (named after the first message, renamed
+        # or answered in another tab), and when the box holds no title (Streamlit dropped its
+        # state, or it was cleared by hand, which renames nothing). A keyed box shows what it
+        # held unless told, and the browser's copy can lag the server's: a tab that followed
+        # another tab's reply showed an empty box about one run in four until this was sent
+        # with every change.
         st.session_state[title_key] = conversation.title
-        st.session_state[seen_key] = conversation.title
+        st.session_state[seen_key] = seen
     st.text_input(
         "Title",
         key=title_key,
