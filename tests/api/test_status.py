@@ -138,8 +138,13 @@ def test_a_queued_request_hears_its_place_before_its_first_token(
     events: list[Any] = []
     texts: list[str] = []
 
+    heard_wait = threading.Event()
+
     def converse() -> None:
-        events.extend(http.send_message(conversation.id or "", "Hi"))
+        for event in http.send_message(conversation.id or "", "Hi"):
+            events.append(event)
+            if event.type is ReplyEventType.WAITING:
+                heard_wait.set()
 
     def official() -> None:
         client = openai.OpenAI(base_url=f"{backend.url}/v1", api_key="unused", max_retries=0)
@@ -154,14 +159,20 @@ def test_a_queued_request_hears_its_place_before_its_first_token(
     others = [threading.Thread(target=converse), threading.Thread(target=official)]
     for thread in others:
         thread.start()
-    status = _wait_for_queue(backend.url, 2)  # the status while the others wait
+    status = _wait_for_queue(backend.url, 3)  # the status while all three wait
+    # Leave only once the waiting clients have heard that they wait: the queue then empties in
+    # a few steps, and a stream that had not yet sent its wait would have none left to send.
+    deadline = time.monotonic() + 60
+    while not (heard_wait.is_set() and any(x.startswith(": waiting ") for x in queued_lines)):
+        assert time.monotonic() < deadline, (queued_lines, events)
+        time.sleep(0.05)
     leave_running.set()  # the running reply's client leaves; its place frees for the queue
     for thread in (runner, queued, *others):
         thread.join(120)
     http.close()
 
     assert seen_loading, "the status route said loaded: false while the model loaded"
-    assert status["loaded"] and status["running"] == 1 and status["queued"] >= 1
+    assert status["loaded"] and status["running"] == 1 and status["queued"] == 3, status
     assert status["estimate_s"] is not None and status["estimate_s"] > 0
     first_data = next(i for i, line in enumerate(queued_lines) if line.startswith("data:"))
     comments = [line for line in queued_lines[:first_data] if line.startswith(": waiting ")]
