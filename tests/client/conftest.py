@@ -23,19 +23,26 @@ LIMITS = LimitSettings(max_tokens_cap=256, default_max_tokens=8)
 PRODUCT_TEMPERATURE: float = LimitSettings.model_fields["default_temperature"].default
 
 
+def _in_process(
+    engine: TransformersEngine, database: Path, limits: LimitSettings
+) -> PortalChatService:
+    """The monolith's service on the shared engine and its own SQLite file."""
+    return PortalChatService.around(
+        ChatService.open(
+            EngineSettings(),
+            StoreSettings(database_url=f"sqlite:///{database}"),
+            limits,
+            engine=engine,
+        )
+    )
+
+
 @pytest.fixture(params=["in-process", "http"])
 def chat_service(
     request: pytest.FixtureRequest, embedded_engine: TransformersEngine, tmp_path: Path
 ) -> Iterator[ChatServiceProtocol]:
     if request.param == "in-process":
-        service = PortalChatService.around(
-            ChatService.open(
-                EngineSettings(),
-                StoreSettings(database_url=f"sqlite:///{tmp_path / 'contract.sqlite3'}"),
-                LIMITS,
-                engine=embedded_engine,
-            )
-        )
+        service = _in_process(embedded_engine, tmp_path / "contract.sqlite3", LIMITS)
         yield service
         service.close()
         return
@@ -51,14 +58,7 @@ def shipped_service(
     """Each transport with the shipped default temperature, not the suite's greedy one."""
     if request.param == "in-process":
         limits = LIMITS.model_copy(update={"default_temperature": PRODUCT_TEMPERATURE})
-        service = PortalChatService.around(
-            ChatService.open(
-                EngineSettings(),
-                StoreSettings(database_url=f"sqlite:///{tmp_path / 'shipped.sqlite3'}"),
-                limits,
-                engine=embedded_engine,
-            )
-        )
+        service = _in_process(embedded_engine, tmp_path / "shipped.sqlite3", limits)
         yield service
         service.close()
         return
