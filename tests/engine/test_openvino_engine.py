@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pytest
 
 from chatbot.config import EngineSettings
 from chatbot.domain import FinishReason, GenerationParams, Message
-from chatbot.engine import create_engine
+from chatbot.engine import create_engine, openvino_precision
 from chatbot.engine.base import Chunk, collect
 from chatbot.errors import ConfigurationError, ContextOverflowError
 
@@ -57,12 +58,84 @@ def test_a_folder_without_openvino_ir_names_the_other_engines(tmp_path: Path) ->
         OpenVINOEngine(EngineSettings(engine="openvino", model=str(tmp_path)))
 
 
-def test_a_file_openvino_cannot_read_names_the_other_engines(tmp_path: Path) -> None:
+def test_a_file_openvino_cannot_read_names_the_cause_and_the_other_engines(
+    tmp_path: Path,
+) -> None:
     broken = tmp_path / "broken.gguf"
     broken.write_bytes(b"GGUF" + b"\0" * 64)
-    engine = OpenVINOEngine(EngineSettings(engine="openvino", model=str(broken)))
-    with pytest.raises(ConfigurationError, match="CHATBOT_ENGINE=transformers"):
+    engine = OpenVINOEngine(
+        EngineSettings(engine="openvino", model=str(broken), cache_dir=tmp_path)
+    )
+    with pytest.raises(ConfigurationError, match="CHATBOT_ENGINE=transformers") as raised:
         engine.load()
+    message = str(raised.value)
+    # The reader's own words, once, and no guess about precision or quantization.
+    assert f"OpenVINO cannot load {broken}: " in message
+    assert "the same with every precision tried: f32, plugin" in message
+    assert "supports only some" not in message
+
+
+def test_every_precision_the_cpu_plugin_accepts_loads_and_answers() -> None:
+    plugin = openvino_precision.ask_cpu_plugin()  # asked here, not assumed
+    for name in openvino_precision.supported(plugin):
+        engine = OpenVINOEngine(
+            EngineSettings(engine="openvino", max_batch_size=2, openvino_precision=name)
+        )
+        engine.load()
+        try:
+            assert engine.precision == name
+            text = run_async(reply(engine, "What is the capital of France?", greedy(8)))
+            assert text.strip(), f"no reply with {name} precision"
+        finally:
+            engine.close()
+
+
+def test_a_refused_configuration_falls_back_with_a_log_line(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    plugin = openvino_precision.ask_cpu_plugin()
+    # A KV cache unlike the inference precision: what the plugin refused on a BF16 CPU when
+    # the engine forced f32, and refuses here the other way round, if it refuses at all ...
+    other = "f32" if plugin.default_precision != "f32" else "bf16"
+    mismatched = openvino_precision.PrecisionConfig("mismatched", {"KV_CACHE_PRECISION": other})
+    # ... and one no plugin accepts, so the fallback is exercised on every CPU.
+    refused = openvino_precision.PrecisionConfig("refused", {"KV_CACHE_PRECISION": "none"})
+    monkeypatch.setattr(
+        openvino_precision,
+        "candidates",
+        lambda setting, plugin: [refused, mismatched, openvino_precision.F32],
+    )
+    engine = OpenVINOEngine(EngineSettings(engine="openvino", max_batch_size=2))
+    with caplog.at_level(logging.INFO):
+        engine.load()
+    try:
+        assert engine.precision in {"mismatched", "f32"}
+        assert "refused" in caplog.text and "with refused precision" in caplog.text
+        assert "trying the next configuration" in caplog.text
+        assert f"with {engine.precision} precision (CHATBOT_OPENVINO_PRECISION=auto)" in caplog.text
+        assert run_async(reply(engine, "Hi", greedy(6))).strip()
+    finally:
+        engine.close()
+
+
+def test_when_every_precision_is_refused_the_error_says_which_setting_helps(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    refusals = [
+        openvino_precision.PrecisionConfig(name, {"KV_CACHE_PRECISION": value})
+        for name, value in (("first", "none"), ("second", "neither"))
+    ]
+    monkeypatch.setattr(openvino_precision, "candidates", lambda setting, plugin: refusals)
+    engine = OpenVINOEngine(
+        EngineSettings(engine="openvino", openvino_ir_copy=False, max_batch_size=2)
+    )
+    with pytest.raises(ConfigurationError) as raised:
+        engine.load()
+    message = str(raised.value)
+    assert "refused every precision" in message
+    assert "with first precision" in message and "with second precision" in message
+    assert "none" in message and "neither" in message  # the plugin's own words for each
+    assert "CHATBOT_OPENVINO_PRECISION" in message and "f32" in message
 
 
 def test_the_chunk_contract(ov_engine: OpenVINOEngine) -> None:

@@ -1,4 +1,4 @@
-"""The OpenVINO IR copy of a GGUF: made in the background, loaded next time, same replies."""
+"""The OpenVINO IR copy of a GGUF: made at the first start, the file's exact model, kept."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from chatbot.engine.model_source import embedded_gguf_path
 pytest.importorskip("openvino_genai")
 
 from chatbot.engine.openvino_engine import OpenVINOEngine
+from chatbot.engine.transformers_engine import TransformersEngine
 from tests.fixtures.engines import run_async
 
 PROMPTS = ["Hi", "What is the capital of France?", "Name three fruits.", "Count to five."]
@@ -42,43 +43,43 @@ def _replies(engine: OpenVINOEngine) -> list[str]:
     return run_async(all_at_once())
 
 
-def _wait_for_copy(folder: Path, timeout_s: float = 240) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not openvino_ir.cached(folder):
-        assert time.monotonic() < deadline, f"no IR copy in {folder} after {timeout_s:.0f} s"
-        time.sleep(0.5)
-
-
 @pytest.mark.slow
-def test_a_start_from_the_gguf_makes_the_copy_and_the_next_start_loads_it(tmp_path: Path) -> None:
+def test_the_first_start_makes_the_exact_copy_and_the_next_start_loads_it(
+    tmp_path: Path, embedded_engine: TransformersEngine
+) -> None:
     gguf = embedded_gguf_path()
     folder = openvino_ir.ir_folder(tmp_path, gguf)
     first = _engine(tmp_path)
     try:
-        assert first.loaded_from == gguf
-        from_gguf = _replies(first)
+        assert first.loaded_from == folder  # made now, before the first reply
+        from_copy = _replies(first)
     finally:
         first.close()
-    _wait_for_copy(folder)
-    lock = folder.with_name(folder.name + ".lock")
-    deadline = time.monotonic() + 30
-    while lock.exists():  # the converter releases it as it exits
-        assert time.monotonic() < deadline, "the conversion kept its lock"
-        time.sleep(0.1)
+    assert openvino_ir.cached(folder)
+    assert not folder.with_name(folder.name + ".lock").exists()
     assert not any(p.name.startswith(".converting-") for p in folder.parent.iterdir())
+    # The copy is the file's model: greedy replies equal transformers' fp32 dequantization.
+    reference = run_async(_replies_of(embedded_engine))
+    assert from_copy == reference
+    assert all(from_copy)
 
     second = _engine(tmp_path)
     try:
         assert second.loaded_from == folder
-        # The same graph and tokenizer: greedy replies equal token for token, batched.
-        assert _replies(second) == from_gguf
-        assert all(from_gguf)
+        assert _replies(second) == from_copy  # batched, token for token
     finally:
         second.close()
 
 
+async def _replies_of(engine: TransformersEngine) -> list[str]:
+    params = GenerationParams(max_new_tokens=24)
+    return [(await collect(engine.generate([Message.user(p)], params)))[0] for p in PROMPTS]
+
+
 @pytest.mark.slow
-def test_a_copy_that_does_not_load_is_dropped_and_the_gguf_serves(tmp_path: Path) -> None:
+def test_a_copy_that_does_not_load_is_dropped_and_the_gguf_serves(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     gguf = embedded_gguf_path()
     folder = openvino_ir.ir_folder(tmp_path, gguf)
     folder.mkdir(parents=True)
@@ -87,23 +88,40 @@ def test_a_copy_that_does_not_load_is_dropped_and_the_gguf_serves(tmp_path: Path
     (folder / ".complete").write_text("ok\n")
     assert openvino_ir.cached(folder)
 
+    engine = _engine(tmp_path)
+    try:
+        assert engine.loaded_from == gguf
+        assert all(_replies(engine))
+    finally:
+        engine.close()
+    assert not folder.exists()  # removed, so the next start makes a good one
+    assert "cannot load the IR copy" in caplog.text
+
+
+@pytest.mark.slow
+def test_without_the_copy_the_gguf_serves_and_says_it_is_rounded(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    gguf = embedded_gguf_path()
     engine = _engine(tmp_path, copy=False)
     try:
         assert engine.loaded_from == gguf
         assert all(_replies(engine))
     finally:
         engine.close()
-    assert not folder.exists()  # removed, so a start with copies on makes a good one
-    # With CHATBOT_OPENVINO_IR_COPY=false no conversion started.
-    assert not folder.with_name(folder.name + ".lock").exists()
+    folder = openvino_ir.ir_folder(tmp_path, gguf)
+    assert not folder.exists() and not folder.with_name(folder.name + ".lock").exists()
+    assert "CHATBOT_OPENVINO_IR_COPY=false" in caplog.text and "rounds" in caplog.text
 
 
 def test_one_conversion_at_a_time_and_a_dead_one_is_taken_over(tmp_path: Path) -> None:
     folder = tmp_path / "openvino" / "model-0123"
     lock = folder.with_name(folder.name + ".lock")
     folder.parent.mkdir(parents=True)
-    lock.touch()  # another server is converting
-    assert openvino_ir.start_conversion(tmp_path / "model.gguf", folder) is False
+    lock.touch()  # another server is converting: this one waits for it, up to wait_s
+    problem = openvino_ir.ensure(tmp_path / "model.gguf", folder, wait_s=0.2)
+    assert problem is not None and "did not finish" in problem
+    assert lock.exists()  # not taken from a live conversion
     assert openvino_ir._take_lock(lock) is False
     old = time.time() - openvino_ir.STALE_LOCK_S - 60
     os.utime(lock, (old, old))  # ... or it died long ago
@@ -118,13 +136,14 @@ def test_a_file_that_cannot_be_converted_is_not_tried_at_every_start(tmp_path: P
     folder = openvino_ir.ir_folder(tmp_path, broken)
     folder.parent.mkdir(parents=True)
     lock = folder.with_name(folder.name + ".lock")
-    lock.touch()  # taken, as start_conversion does before it launches the process
+    lock.touch()  # taken, as ensure does before it launches the process
     assert openvino_ir.main([str(broken), str(folder)]) == 1
     failed = folder.with_name(folder.name + ".failed")
     assert failed.read_text().strip(), "the error is kept"
     assert not lock.exists() and not folder.exists()
     assert not any(p.name.startswith(".converting-") for p in folder.parent.iterdir())
-    assert openvino_ir.start_conversion(broken, folder) is False
+    problem = openvino_ir.ensure(broken, folder)  # the kept error, without converting again
+    assert problem == failed.read_text().strip()
     assert not lock.exists()
 
 
@@ -157,7 +176,7 @@ def test_a_tokenizer_that_reads_chats_differently_is_refused() -> None:
 
 
 def test_the_converter_runs_as_a_module() -> None:
-    # start_conversion launches ``python -m chatbot.engine.openvino_ir``: it must parse there.
+    # ensure runs ``python -m chatbot.engine.openvino_ir`` in a child: it must parse there.
     import subprocess
 
     result = subprocess.run(

@@ -1,11 +1,12 @@
 """The default CPU engine for GGUF models: OpenVINO GenAI's continuous-batching pipeline.
 
-OpenVINO GenAI reads the GGUF file directly (no compiler, prebuilt wheels) and decodes the
-quantized weights with its own CPU kernels: on the embedded model, 50 tok/s for one stream and
-128 tok/s aggregate for eight on the 2-vCPU development VM (BENCHMARKS.md; issue 12's own run
-measured 150 and 714), without the 5-minute compile the llama.cpp engine needs.
-Reading a GGUF means rebuilding its graph at every start, so the first start from a GGUF
-leaves an IR copy behind (:mod:`chatbot.engine.openvino_ir`) that later starts load instead.
+OpenVINO GenAI reads GGUF files (no compiler, prebuilt wheels) and decodes 4-bit weights with
+its own CPU kernels, several times llama.cpp's server throughput under load (BENCHMARKS.md).
+Its reader rounds the offsets of 4-bit blocks, though, so a GGUF is served through an IR copy
+with the file's exact weights (:mod:`chatbot.engine.openvino_ir`), made once at the first start,
+and the precision asked of the CPU plugin is the first it accepts
+(:mod:`chatbot.engine.openvino_precision`; f32 first, which keeps batched greedy replies equal
+to unbatched ones).
 
 One model thread owns a ``ContinuousBatchingPipeline``: each turn of its loop adds the requests
 that arrived (they join at the next ``step()``), drops the handles of requests whose reader left
@@ -14,14 +15,6 @@ that arrived (they join at the next ``step()``), drops the handles of requests w
 the same code the other engines use; OpenVINO does the sampling (greedy, or temperature / top_p
 with a per-request ``rng_seed``). Prefix caching is on, so the history a conversation sends again
 at every turn is found in the KV cache instead of being prefilled again.
-
-KV cache precision: f32, not the CPU plugin's default u8. With the u8 cache, a greedy reply
-depends on what else is in the batch (measured: 1 of 4 prompts parted from its one-at-a-time
-reply when decoded beside 3 others); with f32 every batched reply equals its unbatched one, which
-the tests rely on. The cost is memory: about 46 KB per token instead of 12 KB for the embedded
-model, so the 1 GB cache still holds about 23k tokens. ``benchmarks/fidelity.py`` measures both
-against transformers fp32 (``benchmarks/results/fidelity.json``); ``KV_CACHE_PRECISION`` below is
-the one place to change it.
 """
 
 from __future__ import annotations
@@ -39,7 +32,7 @@ import numpy as np
 
 from chatbot.config import EngineSettings
 from chatbot.domain import FinishReason, GenerationParams, Message
-from chatbot.engine import openvino_ir
+from chatbot.engine import openvino_ir, openvino_precision
 from chatbot.engine.arrivals import ArrivalQueue
 from chatbot.engine.base import PromptWorker
 from chatbot.engine.constraints import compile_json_schema
@@ -54,8 +47,7 @@ logger = logging.getLogger(__name__)
 # The window when neither the settings nor the GGUF name one. The KV cache is shared by all
 # requests (``CACHE_SIZE_GB``), so a long window costs nothing until a prompt uses it.
 DEFAULT_WINDOW = 8192
-CACHE_SIZE_GB = 1  # about 23k tokens of f32 KV cache for the embedded model
-KV_CACHE_PRECISION = "f32"  # see the module docstring; None takes the plugin's u8
+CACHE_SIZE_GB = 1  # about 23k tokens of f32 KV cache for the embedded model (46 KB each)
 TOP_P_FLOOR = 1e-6
 _OTHER_ENGINES = "set CHATBOT_ENGINE=transformers (or llamacpp) for this model"
 
@@ -251,6 +243,23 @@ class _OpenVINOScheduler:
             row.handle.cancel()
 
 
+def _cannot_load(
+    path: Path, refused: openvino_precision.AllRefused, plugin: openvino_precision.CPUPlugin
+) -> str:
+    """Name the cause: the plugin's own words, and the precisions when they made the difference."""
+    tried = ", ".join(r.config.name for r in refused.refusals)
+    if refused.precision_dependent:
+        return (
+            f"CHATBOT_MODEL: the OpenVINO CPU plugin refused every precision tried for {path} "
+            f"({refused.cause()}) on {plugin.describe()}; set CHATBOT_OPENVINO_PRECISION to one "
+            f"of {', '.join(openvino_precision.supported(plugin))}, or {_OTHER_ENGINES}"
+        )
+    return (
+        f"CHATBOT_MODEL: OpenVINO cannot load {path}: {refused.cause()} (the same with every "
+        f"precision tried: {tried}); {_OTHER_ENGINES}"
+    )
+
+
 class OpenVINOEngine(LocalEngine):
     """GGUF models (or OpenVINO IR folders) on OpenVINO GenAI, batched up to ``max_batch_size``.
 
@@ -260,7 +269,7 @@ class OpenVINOEngine(LocalEngine):
 
     runtime_name = "OpenVINO"
 
-    def __init__(self, settings: EngineSettings, *, kv_cache_precision: str | None = None) -> None:
+    def __init__(self, settings: EngineSettings) -> None:
         source = resolve(settings.model)
         path = source.gguf_path or Path(source.location)
         if source.gguf_path is None and not (path / "openvino_model.xml").is_file():
@@ -270,9 +279,9 @@ class OpenVINOEngine(LocalEngine):
             )
         super().__init__(settings, source)
         self._path = path
-        self._kv_precision = kv_cache_precision or KV_CACHE_PRECISION
         self._slots = settings.max_batch_size if settings.batching else 1
         self.loaded_from: Path | None = None  # the GGUF, its IR copy or an IR folder
+        self.precision: str | None = None  # the openvino_precision configuration that loaded
 
     def _constraint(self, state: Loaded, json_schema: Mapping[str, Any]) -> None:
         """OpenVINO enforces the schema itself; here it is only checked, so a bad one is a 400."""
@@ -313,33 +322,62 @@ class OpenVINOEngine(LocalEngine):
         return config
 
     def _pipeline(self, genai: Any, scheduler_config: Any, properties: dict[str, Any]) -> Any:
-        """From the GGUF's IR copy when there is one (see chatbot.engine.openvino_ir), else from
-        the GGUF, which starts making that copy for the next start."""
-        gguf = self._source.gguf_path
-        ir = openvino_ir.ir_folder(self._settings.resolved_cache_dir(), gguf) if gguf else None
-        if ir is not None and openvino_ir.cached(ir):
-            try:
-                pipeline = genai.ContinuousBatchingPipeline(
-                    str(ir), scheduler_config, "CPU", properties
+        """The pipeline, from the GGUF's exact IR copy (see chatbot.engine.openvino_ir) where
+        there is one, in the first precision the CPU plugin accepts."""
+        plugin = openvino_precision.ask_cpu_plugin()
+        configs = openvino_precision.candidates(self._settings.openvino_precision, plugin)
+
+        def load_from(path: Path) -> Any:
+            def build(precision: dict[str, Any]) -> Any:
+                return genai.ContinuousBatchingPipeline(
+                    str(path), scheduler_config, "CPU", {**properties, **precision}
                 )
-            except Exception as exc:  # a damaged copy only costs speed: made again below
-                logger.warning("cannot load the IR copy in %s (%s); reading %s", ir, exc, gguf)
-                openvino_ir.discard(ir)
-            else:
-                self.loaded_from = ir
-                return pipeline
-        try:
-            pipeline = genai.ContinuousBatchingPipeline(
-                str(self._path), scheduler_config, "CPU", properties
+
+            pipeline, config = openvino_precision.first_accepted(configs, build, what=str(path))
+            self.precision = config.name
+            logger.info(
+                "OpenVINO serves %s with %s precision (CHATBOT_OPENVINO_PRECISION=%s) on %s",
+                path,
+                config.name,
+                self._settings.openvino_precision.value,
+                plugin.describe(),
             )
-        except Exception as exc:  # the native reader raises RuntimeError, IndexError, ...
-            raise ConfigurationError(
-                f"CHATBOT_MODEL: OpenVINO cannot load {self._path} (its GGUF reader supports "
-                f"only some architectures and quantizations): {exc}; {_OTHER_ENGINES}"
-            ) from exc
+            return pipeline
+
+        gguf = self._source.gguf_path
+        if gguf is not None and self._settings.openvino_ir_copy:
+            ir = openvino_ir.ir_folder(self._settings.resolved_cache_dir(), gguf)
+            problem = openvino_ir.ensure(gguf, ir)
+            if problem is None:
+                try:
+                    pipeline = load_from(ir)
+                except openvino_precision.AllRefused as refused:
+                    # A damaged copy: made again at the next start; the GGUF serves this one.
+                    logger.warning("cannot load the IR copy in %s (%s)", ir, refused.cause())
+                    openvino_ir.discard(ir)
+                else:
+                    self.loaded_from = ir
+                    return pipeline
+            else:
+                logger.warning(
+                    "no exact OpenVINO IR copy of %s (%s): serving OpenVINO's own reading of "
+                    "the GGUF, which rounds the offsets of 4-bit blocks, so replies can differ "
+                    "from the file's model; %s for its exact weights",
+                    gguf,
+                    problem,
+                    _OTHER_ENGINES,
+                )
+        elif gguf is not None:
+            logger.warning(
+                "CHATBOT_OPENVINO_IR_COPY=false: serving OpenVINO's own reading of %s, which "
+                "rounds the offsets of 4-bit blocks (replies can differ from the file's model)",
+                gguf,
+            )
+        try:
+            pipeline = load_from(self._path)
+        except openvino_precision.AllRefused as refused:
+            raise ConfigurationError(_cannot_load(self._path, refused, plugin)) from refused
         self.loaded_from = self._path
-        if gguf is not None and ir is not None and self._settings.openvino_ir_copy:
-            openvino_ir.start_conversion(gguf, ir)
         return pipeline
 
     def _load(self) -> Loaded:
@@ -350,8 +388,6 @@ class OpenVINOEngine(LocalEngine):
         scheduler_config.enable_prefix_caching = True
         scheduler_config.max_num_seqs = self._slots
         properties: dict[str, Any] = {}
-        if self._kv_precision:
-            properties["KV_CACHE_PRECISION"] = self._kv_precision
         if self._settings.threads:
             properties["INFERENCE_NUM_THREADS"] = self._settings.threads
         pipeline = self._pipeline(genai, scheduler_config, properties)

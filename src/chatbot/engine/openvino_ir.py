@@ -1,18 +1,18 @@
-"""An OpenVINO IR copy of a GGUF model, so later starts skip rebuilding the graph.
+"""The OpenVINO IR copy of a GGUF model that the engine serves: the file's exact weights.
 
-OpenVINO reads a GGUF by rebuilding the model graph from its tensors at every load: 5.2-6.2 s
-for the embedded model on the 2-core development machine, where the IR of the same graph
-(weights still 4-bit, 92 MB) loads in 2.7-3.6 s. A ``CACHE_DIR`` of compiled blobs does not help:
-the continuous-batching pipeline writes one but rejects it at the next start (measured with
-strace). The IR needs its tokenizer beside it (building one from the GGUF takes another 2.3 s),
-so the copy also holds one, converted by ``openvino_tokenizers`` from transformers' tokenizer for
-the GGUF.
+OpenVINO GenAI's GGUF reader rounds the per-block offsets of formats such as Q4_1 (mean KL 0.50
+per token against the file's own model on the embedded Q4_1; :mod:`chatbot.engine.gguf_exact`),
+so the engine never serves that graph as read: the first start converts it once, restores the
+exact weights, and saves the result here; later starts load it (2.7-3.6 s instead of the
+reader's 5.2-6.2 s, which rebuilds the graph at every load). The graph keeps its 4-bit
+weights, so the copy is as fast as the reader's graph.
 
-Making the copy costs about 20 s of CPU (transformers reads the GGUF's vocabulary in Python), so
-no start waits for it: a start that loads the GGUF launches :func:`main` in a process of its own,
-at the lowest priority, and the next start finds the copy. The graph and the tokenizer are the
-same, so replies are the same token for token (``tests/engine/test_openvino_ir.py``). A copy
-that cannot be loaded only costs speed: the engine falls back to the GGUF.
+The conversion runs in a child process (``python -m chatbot.engine.openvino_ir``): a native
+failure there, or the memory of dequantizing the weights, stays out of the server. A lock file
+keeps replicas starting at once to one conversion; the others wait for its copy. The tokenizer
+beside the graph is the one the reader built from the GGUF (checked by
+:func:`check_same_tokens`), so the copy reads and writes text exactly as the GGUF does.
+A file that cannot be converted is marked failed with its error and not tried at every start.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from chatbot.engine import gguf_cache
+from chatbot.engine import gguf_cache, gguf_exact
 
 logger = logging.getLogger(__name__)
 
@@ -49,11 +49,12 @@ def cached(folder: Path) -> bool:
 
 
 def convert(gguf_path: Path, folder: Path) -> None:
-    """Write the IR copy (graph, tokenizer, detokenizer) atomically: all of it or nothing."""
+    """Write the IR copy (exact graph, tokenizer, detokenizer) atomically: all of it or nothing.
+
+    Raises if a weight could not be restored: a copy that is not the file's model is no copy.
+    """
     import openvino
     import openvino_genai
-    from openvino_tokenizers import convert_tokenizer
-    from transformers import AutoTokenizer
 
     with gguf_cache.writing(folder) as scratch:
         link = scratch / _LINK
@@ -61,17 +62,39 @@ def convert(gguf_path: Path, folder: Path) -> None:
             link.symlink_to(gguf_path.resolve())
         except OSError:  # no symlinks here (some Windows setups): a copy does as well
             shutil.copyfile(gguf_path, link)
-        # OpenVINO writes the graph it built next to the GGUF it read: the scratch folder.
+        # OpenVINO writes the graph (and tokenizers) it built next to the GGUF it read.
         pipeline = openvino_genai.LLMPipeline(str(link), "CPU", enable_save_ov_model=True)
         if not (scratch / MODEL_XML).is_file():
             raise RuntimeError(f"OpenVINO did not write {MODEL_XML} for {gguf_path}")
-        hf_tokenizer = AutoTokenizer.from_pretrained(scratch, gguf_file=_LINK)
-        tokenizer, detokenizer = convert_tokenizer(hf_tokenizer, with_detokenizer=True)
-        openvino.save_model(tokenizer, str(scratch / "openvino_tokenizer.xml"))
-        openvino.save_model(detokenizer, str(scratch / "openvino_detokenizer.xml"))
+        if not all((scratch / name).is_file() for name in _FILES[1:]):
+            _convert_tokenizers(scratch)
+        model = openvino.Core().read_model(str(scratch / MODEL_XML))
+        report = gguf_exact.restore(model, gguf_path)
+        if not report.faithful:
+            raise RuntimeError(
+                f"{len(report.unmatched)} weights of {gguf_path.name} could not be restored "
+                f"to the file's values ({', '.join(report.unmatched[:3])}, ...)"
+            )
+        exact = scratch / "exact.xml"
+        openvino.save_model(model, str(exact), compress_to_fp16=False)
+        del model  # it maps the reader's .bin, replaced below
+        exact.replace(scratch / MODEL_XML)
+        exact.with_suffix(".bin").replace((scratch / MODEL_XML).with_suffix(".bin"))
         link.unlink()
         check_same_tokens(pipeline.get_tokenizer(), openvino_genai.Tokenizer(str(scratch)))
-    logger.info("saved an OpenVINO IR copy of %s in %s", gguf_path, folder)
+    logger.info("saved an OpenVINO IR copy of %s with its exact weights in %s", gguf_path, folder)
+
+
+def _convert_tokenizers(scratch: Path) -> None:
+    """For an OpenVINO GenAI that does not save its tokenizers: transformers' reading."""
+    import openvino
+    from openvino_tokenizers import convert_tokenizer
+    from transformers import AutoTokenizer
+
+    hf_tokenizer = AutoTokenizer.from_pretrained(scratch, gguf_file=_LINK)
+    tokenizer, detokenizer = convert_tokenizer(hf_tokenizer, with_detokenizer=True)
+    openvino.save_model(tokenizer, str(scratch / "openvino_tokenizer.xml"))
+    openvino.save_model(detokenizer, str(scratch / "openvino_detokenizer.xml"))
 
 
 # Chats the two tokenizers must turn into the same ids: plain text, Unicode, text that looks like
@@ -116,34 +139,59 @@ def discard(folder: Path) -> None:
     shutil.rmtree(folder, ignore_errors=True)
 
 
-def start_conversion(gguf_path: Path, folder: Path) -> bool:
-    """Launch :func:`main` in a background process unless one is at it; True if launched.
+def ensure(gguf_path: Path, folder: Path, *, wait_s: float = STALE_LOCK_S) -> str | None:
+    """Make the copy now unless it is there: None once it is, else why there is none.
 
-    A lock file beside the folder keeps several servers starting at once (replicas, a test
-    suite) to one conversion; the process removes it when done.
+    Another process converting the same file (a replica starting at once) holds the lock; this
+    one waits for its copy, up to ``wait_s``.
     """
+    if cached(folder):
+        return None
+    failed = _failed_path(folder)
+    if failed.exists():  # this file cannot be converted: not retried at every start
+        return failed.read_text(errors="replace").strip() or "an earlier conversion failed"
     lock = _lock_path(folder)
-    if _failed_path(folder).exists():  # this file cannot be converted: do not retry each start
-        return False
     try:
         folder.parent.mkdir(parents=True, exist_ok=True)
-        if not _take_lock(lock):
-            return False
-        subprocess.Popen(
-            [sys.executable, "-m", __name__, str(gguf_path), str(folder)],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,  # a Ctrl-C to the server does not cut it off half-way
-            close_fds=True,
-        )
-    except OSError as exc:  # a read-only cache or no room: loads stay on the GGUF
-        logger.warning("cannot make an OpenVINO IR copy in %s: %s", folder, exc)
+        if _take_lock(lock):
+            logger.info(
+                "making an OpenVINO IR copy of %s with its exact weights (once per file)",
+                gguf_path,
+            )
+            return _convert_in_a_child(gguf_path, folder)
+    except OSError as exc:  # a read-only cache or no room
         with contextlib.suppress(OSError):
             lock.unlink()
-        return False
-    logger.info("making an OpenVINO IR copy of %s in the background (faster next start)", gguf_path)
-    return True
+        return f"cannot write in {folder.parent}: {exc}"
+    logger.info("waiting for the OpenVINO IR copy another process is making in %s", folder)
+    deadline = time.monotonic() + wait_s
+    while lock.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if cached(folder):
+        return None
+    if failed.exists():
+        return failed.read_text(errors="replace").strip()
+    return f"the conversion holding {lock} did not finish in {wait_s:.0f} s"
+
+
+def _convert_in_a_child(gguf_path: Path, folder: Path) -> str | None:
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", __name__, str(gguf_path), str(folder)],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    finally:
+        with contextlib.suppress(OSError):
+            _lock_path(folder).unlink()
+    if cached(folder):
+        return None
+    if _failed_path(folder).exists():
+        return _failed_path(folder).read_text(errors="replace").strip()
+    tail = result.stderr.strip().splitlines()[-3:]
+    return f"the conversion exited with status {result.returncode}: {' '.join(tail)}"
 
 
 def _lock_path(folder: Path) -> Path:
@@ -171,8 +219,8 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m chatbot.engine.openvino_ir [GGUF FOLDER]``: make the copy now.
 
     With no arguments, for the model the settings name (``CHATBOT_MODEL``, ``CHATBOT_CACHE_DIR``):
-    an image build runs this, so its containers start from the copy. With them, it is a server's
-    background job, and releases the lock the server took for it.
+    an image build and ``make install`` run this, so the first start finds the copy. With them,
+    it is the child a starting engine waits for, and releases the lock the engine took for it.
     """
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("gguf", type=Path, nargs="?", help="the GGUF file")
@@ -217,6 +265,4 @@ def _copy(gguf: Path, folder: Path) -> int:
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    with contextlib.suppress(OSError):
-        os.nice(19)  # serving comes first
     sys.exit(main())
