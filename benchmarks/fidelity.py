@@ -1,16 +1,24 @@
-"""How far each engine's greedy replies stay from transformers fp32 on the embedded GGUF.
+"""How faithful each engine is to the model in the embedded GGUF file.
 
-Every engine gets the same prompt token ids (the GGUF's chat template, rendered and tokenized
-once by transformers) and decodes 32 greedy tokens, stopping at end-of-sequence. The reference
-is transformers in fp32, one prompt at a time. For each engine: the share of replies identical
-to the reference, and the mean position of the first token that differs (32 when identical).
+The reference is transformers' fp32 dequantization of the same GGUF: exactly the weights the
+file holds. Two measures, for every engine and every precision configuration the machine's
+OpenVINO CPU plugin reports:
 
-    PYTHONPATH=src python benchmarks/fidelity.py [--prompts 50] [--tokens 32]
+- **Teacher-forced next-token distributions** (the method of llama.cpp's ``llama-perplexity
+  --kl-divergence``): varied chat transcripts, rendered with the model's chat template (at least
+  ``--min-tokens`` tokens in all), are fed to each runtime; at every position, KL(reference ||
+  runtime), whether the likeliest token is the same (top-1 agreement), and the runtime's
+  perplexity on the transcript. OpenVINO graphs are fed in chunks of ``--chunk`` tokens, so
+  later tokens attend to the KV cache in the precision under test.
+- **Greedy replies**: the share of ``--prompts`` greedy replies of ``--tokens`` tokens identical
+  to the reference's, and the mean position of the first token that differs.
 
-Rows: transformers batched (8 prompts per left-padded batch), OpenVINO with an f32 KV cache (the
-engine's default, ``KV_CACHE_PRECISION``) and with the CPU plugin's default u8 KV cache, and
-llama.cpp when llama-cpp-python is installed.
-Results go to ``benchmarks/results/fidelity.json``.
+    PYTHONPATH=src python benchmarks/fidelity.py [--min-tokens 2000] [--prompts 50] [--tokens 32]
+
+Rows: llama.cpp (when llama-cpp-python is installed), OpenVINO on the engine's IR copy with the
+file's exact weights (chatbot.engine.gguf_exact) in each precision configuration, and OpenVINO on
+its own reading of the GGUF (rounded 4-bit offsets) for comparison. Results go to
+``benchmarks/results/fidelity.json`` with the CPU model and flags.
 """
 
 from __future__ import annotations
@@ -18,10 +26,14 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import platform
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 logger = logging.getLogger("fidelity")
 
@@ -35,13 +47,148 @@ TEMPLATES = [
     "Tell me one interesting fact about {}.",
     "Explain {} to a child in two sentences.",
 ]
+# Chats of several kinds (facts, code, lists, arithmetic, other languages, a system prompt):
+# the assistant turns are what the runtimes are forced through.
+TRANSCRIPTS: list[list[tuple[str, str]]] = [
+    [
+        ("user", "What is the capital of France?"),
+        ("assistant", "The capital of France is Paris, on the river Seine."),
+        ("user", "And how many people live there?"),
+        (
+            "assistant",
+            "About two million people live in Paris itself, and around twelve "
+            "million in the whole metropolitan area.",
+        ),
+    ],
+    [
+        ("system", "You are a helpful coding assistant. Answer with short code."),
+        ("user", "Write a Python function that reverses a string."),
+        (
+            "assistant",
+            "Here is one way:\n\n```python\ndef reverse(text: str) -> str:\n"
+            "    return text[::-1]\n```\n\nSlicing with a step of -1 walks the string backwards.",
+        ),
+        ("user", "Now one that counts the vowels."),
+        (
+            "assistant",
+            "```python\ndef count_vowels(text: str) -> int:\n"
+            '    return sum(1 for ch in text.lower() if ch in "aeiou")\n```',
+        ),
+    ],
+    [
+        ("user", "Give me a shopping list for pancakes."),
+        (
+            "assistant",
+            "Sure! For pancakes you need:\n1. Flour (200 g)\n2. Milk (300 ml)\n"
+            "3. Two eggs\n4. A pinch of salt\n5. Butter for the pan\n6. Sugar or maple syrup",
+        ),
+    ],
+    [
+        ("user", "What is 17 times 23?"),
+        (
+            "assistant",
+            "17 times 23 is 391. You can check it: 17 x 20 = 340 and 17 x 3 = 51, "
+            "and 340 + 51 = 391.",
+        ),
+        ("user", "And 391 divided by 17?"),
+        ("assistant", "391 divided by 17 is 23."),
+    ],
+    [
+        ("user", "Comment dit-on 'good morning' en français ?"),
+        ("assistant", "On dit « bonjour ». Le soir, on dit plutôt « bonsoir »."),
+        ("user", "Und auf Deutsch?"),
+        ("assistant", "Auf Deutsch sagt man „Guten Morgen“."),
+    ],
+    [
+        ("system", "Be brief."),
+        ("user", "Why is the sky blue?"),
+        (
+            "assistant",
+            "Sunlight is scattered by the air, and blue light, with its shorter "
+            "wavelength, is scattered much more than red light, so the sky looks blue.",
+        ),
+    ],
+    [
+        ("user", "Write a haiku about autumn."),
+        (
+            "assistant",
+            "Crisp leaves drift and fall,\nthe old oak lets go of gold,\nquiet evening rain.",
+        ),
+        ("user", "Another one, about the sea."),
+        (
+            "assistant",
+            "Waves fold into foam,\nsalt wind carries gull voices,\nthe tide keeps its time.",
+        ),
+    ],
+    [
+        ("user", "Summarize the plot of Romeo and Juliet in three sentences."),
+        (
+            "assistant",
+            "Two young lovers from feuding families in Verona marry in secret. A "
+            "chain of fights, banishment and a misunderstood plan leads Romeo to believe Juliet "
+            "is dead. He takes poison, and when she wakes and finds him, she takes her own life, "
+            "which finally reconciles the families.",
+        ),
+    ],
+    [
+        ("user", "How do I make a JSON object with a name and an age?"),
+        (
+            "assistant",
+            'Like this:\n\n```json\n{"name": "Ada", "age": 36}\n```\n\nKeys are '
+            "strings in double quotes; the age is a number.",
+        ),
+    ],
+    [
+        ("user", "What are the three states of water?"),
+        (
+            "assistant",
+            "Water is a solid as ice, a liquid as water, and a gas as steam or "
+            "water vapour. It freezes at 0 °C and boils at 100 °C at sea level.",
+        ),
+        ("user", "Which one is the densest?"),
+        ("assistant", "Liquid water is the densest, which is why ice floats on it."),
+    ],
+]
 RESULTS = Path(__file__).parent / "results" / "fidelity.json"
 
 Generator = Callable[[list[list[int]], int, int], list[list[int]]]
+Logprobs = Callable[[list[int]], np.ndarray]  # token ids -> [len, vocab] log-probabilities
 
 
 def prompts(n: int) -> list[str]:
     return [t.format(topic) for t in TEMPLATES for topic in TOPICS][:n]
+
+
+def transcripts(min_tokens: int, tokenizer: Any) -> list[list[int]]:
+    """The chats above, then made-up chats about each topic, until ``min_tokens`` are reached."""
+    chats = list(TRANSCRIPTS)
+    for i, topic in enumerate(TOPICS * 4):
+        chats.append(
+            [
+                ("user", TEMPLATES[i % 2].format(topic)),
+                (
+                    "assistant",
+                    f"Here is something about {topic}: people have studied it for a "
+                    f"long time, and it is often described in books, songs and school lessons. "
+                    f"Many find {topic} fascinating because it connects to everyday life.",
+                ),
+                ("user", f"Thanks! What else should I know about {topic}?"),
+                (
+                    "assistant",
+                    "Ask an expert or read a good encyclopedia article; both explain "
+                    "the details, the history and the open questions much better than I can here.",
+                ),
+            ]
+        )
+    ids: list[list[int]] = []
+    for chat in chats:
+        text = tokenizer.apply_chat_template(
+            [{"role": r, "content": c} for r, c in chat], tokenize=False
+        )
+        ids.append(list(tokenizer(text, add_special_tokens=False)["input_ids"]))
+        if sum(len(x) for x in ids) >= min_tokens:
+            break
+    return ids
 
 
 def first_divergence(reply: Sequence[int], reference: Sequence[int], tokens: int) -> int:
@@ -49,6 +196,33 @@ def first_divergence(reply: Sequence[int], reference: Sequence[int], tokens: int
         if a != b:
             return i
     return tokens if len(reply) == len(reference) else min(len(reply), len(reference))
+
+
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    logits = logits.astype(np.float64)
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    result: np.ndarray = shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+    return result
+
+
+@dataclass
+class Agreement:
+    kl: float
+    top1: float
+    perplexity: float
+    tokens: int
+
+
+def compare(
+    reference: list[np.ndarray], runtime: list[np.ndarray], ids: list[list[int]]
+) -> Agreement:
+    kls, same, nll = [], [], []
+    for ref, run, x in zip(reference, runtime, ids, strict=True):
+        kls.append((np.exp(ref) * (ref - run)).sum(axis=-1)[:-1])
+        same.append(ref.argmax(axis=-1)[:-1] == run.argmax(axis=-1)[:-1])
+        nll.append(-run[np.arange(len(x) - 1), x[1:]])
+    kl, agree, loss = np.concatenate(kls), np.concatenate(same), np.concatenate(nll)
+    return Agreement(float(kl.mean()), float(agree.mean()), float(np.exp(loss.mean())), len(kl))
 
 
 def transformers_model() -> tuple[Any, Any]:
@@ -62,6 +236,17 @@ def transformers_model() -> tuple[Any, Any]:
         source.location, gguf_file=source.gguf_file, dtype="float32"
     ).eval()
     return tokenizer, model
+
+
+def transformers_logprobs(model: Any) -> Logprobs:
+    import torch
+
+    def run(ids: list[int]) -> np.ndarray:
+        with torch.inference_mode():
+            logits = model(torch.tensor([ids])).logits[0].float().numpy()
+        return log_softmax(logits)
+
+    return run
 
 
 def hf_generate(model: Any, batch_size: int) -> Generator:
@@ -93,22 +278,43 @@ def strip(ids: list[int], eos: int) -> list[int]:
     return ids[: ids.index(eos)] if eos in ids else ids
 
 
-def openvino_generate(kv_cache_precision: str | None) -> Generator:
+def openvino_logprobs(folder: Path, properties: dict[str, Any], chunk: int) -> Logprobs:
+    """The IR graph itself (stateful), fed ``chunk`` tokens at a time."""
+    import openvino
+
+    compiled = openvino.Core().compile_model(str(folder / "openvino_model.xml"), "CPU", properties)
+
+    def run(ids: list[int]) -> np.ndarray:
+        request = compiled.create_infer_request()
+        request.reset_state()
+        rows = []
+        for start in range(0, len(ids), chunk):
+            piece = ids[start : start + chunk]
+            end = start + len(piece)
+            out = request.infer(
+                {
+                    "input_ids": np.asarray([piece], dtype=np.int64),
+                    "attention_mask": np.ones((1, end), dtype=np.int64),
+                    "position_ids": np.arange(start, end, dtype=np.int64)[None],
+                    "beam_idx": np.zeros(1, dtype=np.int32),
+                }
+            )
+            rows.append(np.asarray(out["logits"][0], dtype=np.float32))
+        return log_softmax(np.concatenate(rows))
+
+    return run
+
+
+def openvino_generate(folder: Path, properties: dict[str, Any]) -> Generator:
     def run(all_ids: list[list[int]], tokens: int, eos: int) -> list[list[int]]:
-        import numpy as np
         import openvino_genai as genai
         from openvino import Tensor
-
-        from chatbot.engine.model_source import resolve
 
         config = genai.SchedulerConfig()
         config.cache_size = 1
         config.dynamic_split_fuse = True
         config.enable_prefix_caching = True
-        properties = {"KV_CACHE_PRECISION": kv_cache_precision} if kv_cache_precision else {}
-        pipeline = genai.ContinuousBatchingPipeline(
-            str(resolve("embedded").gguf_path), config, "CPU", properties
-        )
+        pipeline = genai.ContinuousBatchingPipeline(str(folder), config, "CPU", properties)
         out = []
         for i, ids in enumerate(all_ids):  # one at a time, like the reference
             generation = genai.GenerationConfig()
@@ -127,39 +333,162 @@ def openvino_generate(kv_cache_precision: str | None) -> Generator:
     return run
 
 
-def llamacpp_generate(all_ids: list[list[int]], tokens: int, eos: int) -> list[list[int]]:
+def llamacpp_model() -> Any:
     from llama_cpp import Llama
 
     from chatbot.engine.model_source import resolve
 
-    llm = Llama(str(resolve("embedded").gguf_path), n_ctx=1024, verbose=False)
-    out = []
-    for ids in all_ids:
-        reply: list[int] = []
-        for token in llm.generate(ids, top_k=1, temp=0.0, reset=True):
-            if token == eos or len(reply) == tokens:
+    return Llama(str(resolve("embedded").gguf_path), n_ctx=2048, logits_all=True, verbose=False)
+
+
+def llamacpp_logprobs(llm: Any) -> Logprobs:
+    def run(ids: list[int]) -> np.ndarray:
+        llm.reset()
+        llm.eval(ids)
+        return log_softmax(np.asarray(llm.scores[: len(ids)], dtype=np.float32))
+
+    return run
+
+
+def llamacpp_generate(llm: Any) -> Generator:
+    def run(all_ids: list[list[int]], tokens: int, eos: int) -> list[list[int]]:
+        out = []
+        for ids in all_ids:
+            reply: list[int] = []
+            for token in llm.generate(ids, top_k=1, temp=0.0, reset=True):
+                if token == eos or len(reply) == tokens:
+                    break
+                reply.append(token)
+            out.append(reply)
+        return out
+
+    return run
+
+
+def reader_graph(scratch: Path) -> Path:
+    """OpenVINO's own reading of the GGUF (rounded offsets), saved as IR to feed it directly."""
+    import openvino_genai
+
+    from chatbot.engine.model_source import resolve
+
+    scratch.mkdir(parents=True, exist_ok=True)
+    link = scratch / "model.gguf"
+    if not link.exists():
+        link.symlink_to(Path(str(resolve("embedded").gguf_path)).resolve())
+    if not (scratch / "openvino_model.xml").is_file():
+        openvino_genai.LLMPipeline(str(link), "CPU", enable_save_ov_model=True)
+    return scratch
+
+
+def exact_copy() -> Path:
+    from chatbot.config import EngineSettings
+    from chatbot.engine import openvino_ir
+    from chatbot.engine.model_source import resolve
+
+    gguf = resolve("embedded").gguf_path
+    assert gguf is not None
+    folder = openvino_ir.ir_folder(EngineSettings().resolved_cache_dir(), gguf)
+    problem = openvino_ir.ensure(gguf, folder)
+    if problem is not None:
+        raise SystemExit(f"no exact IR copy: {problem}")
+    return folder
+
+
+def cpu_description() -> dict[str, Any]:
+    from chatbot.engine.openvino_precision import ask_cpu_plugin
+
+    flags: list[str] = []
+    model = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+            if line.startswith("flags"):
+                wanted = ("avx2", "avx512", "amx", "fma", "f16c", "vnni")
+                flags = sorted({f for f in line.split()[2:] if f.startswith(wanted)})
                 break
-            reply.append(token)
-        out.append(reply)
-    return out
+    except OSError:
+        pass
+    plugin = ask_cpu_plugin()
+    return {
+        "cpu": model,
+        "flags": flags,
+        "openvino_capabilities": list(plugin.capabilities),
+        "openvino_default_precision": plugin.default_precision,
+    }
 
 
-def save(rows: list[dict[str, Any]], prompts: int, tokens: int) -> None:
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"prompts": prompts, "tokens": tokens, "rows": rows}
-    RESULTS.write_text(json.dumps(payload, indent=2) + "\n")
+def save(payload: dict[str, Any], output: Path) -> None:
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(payload, indent=2) + "\n")
 
 
-def main() -> None:
+@dataclass
+class Row:
+    name: str
+    logprobs: Callable[[], Logprobs] | None
+    generate: Callable[[], Generator] | None
+
+
+def rows_to_run(exact: Path, reader: Path, llm: Any, chunk: int) -> list[Row]:
+    from chatbot.engine import openvino_precision
+
+    plugin = openvino_precision.ask_cpu_plugin()
+    configs = [openvino_precision.F32]
+    configs += [
+        c
+        for c in (openvino_precision.BF16, openvino_precision.F16)
+        if c.name in openvino_precision.supported(plugin)
+    ]
+    configs.append(openvino_precision.PLUGIN)
+    rows: list[Row] = []
+    if llm is not None:
+        rows.append(
+            Row(
+                "llama.cpp (same GGUF)",
+                lambda: llamacpp_logprobs(llm),
+                lambda: llamacpp_generate(llm),
+            )
+        )
+    for config in configs:
+        props = dict(config.properties)
+        default = " (engine default)" if config is openvino_precision.F32 else ""
+        rows.append(
+            Row(
+                f"openvino, exact IR copy, {config.name}{default}",
+                lambda props=props: openvino_logprobs(exact, props, chunk),
+                lambda props=props: openvino_generate(exact, props),
+            )
+        )
+    for config in (openvino_precision.F32, openvino_precision.PLUGIN):
+        props = dict(config.properties)
+        rows.append(
+            Row(
+                f"openvino, its GGUF reader (rounded), {config.name}",
+                lambda props=props: openvino_logprobs(reader, props, chunk),
+                lambda props=props: openvino_generate(reader, props),
+            )
+        )
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--min-tokens", type=int, default=2000)
+    parser.add_argument("--chunk", type=int, default=16)
     parser.add_argument("--prompts", type=int, default=50)
     parser.add_argument("--tokens", type=int, default=32)
-    args = parser.parse_args()
+    parser.add_argument("--scratch", type=Path, default=Path("/tmp/chatbot-fidelity"))
+    parser.add_argument("--output", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
     tokenizer, model = transformers_model()
     eos = int(tokenizer.eos_token_id)
-    all_ids: list[list[int]] = [  # rendered and tokenized as TransformersEngine does
+    forced = transcripts(args.min_tokens, tokenizer)
+    started = time.perf_counter()
+    reference_logprobs = [transformers_logprobs(model)(ids) for ids in forced]
+    prompt_ids: list[list[int]] = [
         list(
             tokenizer(
                 tokenizer.apply_chat_template(
@@ -170,50 +499,62 @@ def main() -> None:
         )
         for p in prompts(args.prompts)
     ]
-    started = time.perf_counter()
-    reference = hf_generate(model, 1)(all_ids, args.tokens, eos)
+    reference = hf_generate(model, 1)(prompt_ids, args.tokens, eos)
     logger.info("reference: transformers fp32 in %.0fs", time.perf_counter() - started)
+    ref_ppl = compare(reference_logprobs, reference_logprobs, forced).perplexity
 
-    engines: dict[str, Generator] = {
-        "transformers fp32, batches of 8": hf_generate(model, 8),
-        "openvino, f32 KV cache (engine default)": openvino_generate("f32"),
-        "openvino, u8 KV cache (plugin default)": openvino_generate(None),
-    }
     try:
-        import llama_cpp  # noqa: F401
-
-        engines["llama.cpp"] = llamacpp_generate
+        llm = llamacpp_model()
     except ImportError:
+        llm = None
         logger.info("llama.cpp: llama-cpp-python is not installed; row left out")
+    rows = [Row("transformers fp32, batches of 8", None, lambda: hf_generate(model, 8))]
+    rows += rows_to_run(exact_copy(), reader_graph(args.scratch), llm, args.chunk)
 
-    rows = []
-    for name, generate in engines.items():
+    payload: dict[str, Any] = {
+        "machine": cpu_description(),
+        "transcripts": len(forced),
+        "transcript_tokens": sum(len(x) - 1 for x in forced),
+        "chunk": args.chunk,
+        "reference_perplexity": ref_ppl,
+        "prompts": len(prompt_ids),
+        "tokens": args.tokens,
+        "rows": [],
+    }
+    for row in rows:
         started = time.perf_counter()
-        replies = generate(all_ids, args.tokens, eos)
-        seconds = time.perf_counter() - started
-        same = sum(r == ref for r, ref in zip(replies, reference, strict=True))
-        divergence = [
-            first_divergence(r, ref, args.tokens) for r, ref in zip(replies, reference, strict=True)
-        ]
-        rows.append(
-            {
-                "engine": name,
-                "identical": same / len(reference),
-                "mean_first_divergence": sum(divergence) / len(divergence),
-                "seconds": round(seconds, 1),
+        result: dict[str, Any] = {"engine": row.name}
+        if row.logprobs is not None:
+            run = row.logprobs()
+            agreement = compare(reference_logprobs, [run(ids) for ids in forced], forced)
+            result |= {
+                "mean_kl": agreement.kl,
+                "top1": agreement.top1,
+                "perplexity": agreement.perplexity,
             }
-        )
-        logger.info("%s done in %.0fs: %s", name, seconds, rows[-1])
-        save(rows, len(reference), args.tokens)  # each row as it comes: a long run may be cut
+        if row.generate is not None:
+            replies = row.generate()(prompt_ids, args.tokens, eos)
+            pairs = list(zip(replies, reference, strict=True))
+            result["identical"] = sum(r == ref for r, ref in pairs) / len(pairs)
+            result["mean_first_divergence"] = sum(
+                first_divergence(r, ref, args.tokens) for r, ref in pairs
+            ) / len(pairs)
+        result["seconds"] = round(time.perf_counter() - started, 1)
+        payload["rows"].append(result)
+        logger.info("%s", result)
+        save(payload, args.output)  # each row as it comes: a long run may be cut
 
     lines = [
-        f"{len(reference)} prompts, {args.tokens} greedy tokens, vs transformers fp32",
-        f"{'engine':<40} {'identical':>9} {'mean first divergence':>22}",
+        f"{payload['machine']['cpu']} ({' '.join(payload['machine']['flags'])}); "
+        f"{payload['transcript_tokens']} teacher-forced tokens in {len(forced)} chats, reference "
+        f"perplexity {ref_ppl:.2f}; {len(prompt_ids)} prompts x {args.tokens} greedy tokens",
+        f"{'engine':<52} {'mean KL':>9} {'top-1':>7} {'ppl':>7} {'identical':>9}",
     ]
-    lines += [
-        f"{r['engine']:<40} {r['identical']:>9.0%} {r['mean_first_divergence']:>22.1f}"
-        for r in rows
-    ]
+    for r in payload["rows"]:
+        kl = f"{r['mean_kl']:.5f}" if "mean_kl" in r else "-"
+        top1 = f"{r['top1']:.1%}" if "top1" in r else "-"
+        ppl = f"{r['perplexity']:.2f}" if "perplexity" in r else "-"
+        lines.append(f"{r['engine']:<52} {kl:>9} {top1:>7} {ppl:>7} {r['identical']:>9.0%}")
     logger.info("\n%s", "\n".join(lines))
 
 
