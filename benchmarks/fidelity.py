@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import platform
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -34,6 +33,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from chatbot.bench.machine import describe
 
 logger = logging.getLogger("fidelity")
 
@@ -394,30 +395,6 @@ def exact_copy() -> Path:
     return folder
 
 
-def cpu_description() -> dict[str, Any]:
-    from chatbot.engine.openvino_precision import ask_cpu_plugin
-
-    flags: list[str] = []
-    model = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-            if line.startswith("flags"):
-                wanted = ("avx2", "avx512", "amx", "fma", "f16c", "vnni")
-                flags = sorted({f for f in line.split()[2:] if f.startswith(wanted)})
-                break
-    except OSError:
-        pass
-    plugin = ask_cpu_plugin()
-    return {
-        "cpu": model,
-        "flags": flags,
-        "openvino_capabilities": list(plugin.capabilities),
-        "openvino_default_precision": plugin.default_precision,
-    }
-
-
 def save(payload: dict[str, Any], output: Path) -> None:
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(payload, indent=2) + "\n")
@@ -512,7 +489,7 @@ def main(argv: list[str] | None = None) -> None:
     rows += rows_to_run(exact_copy(), reader_graph(args.scratch), llm, args.chunk)
 
     payload: dict[str, Any] = {
-        "machine": cpu_description(),
+        "machine": describe(),
         "transcripts": len(forced),
         "transcript_tokens": sum(len(x) - 1 for x in forced),
         "chunk": args.chunk,

@@ -47,6 +47,8 @@ import httpx
 import numpy as np
 from httpx_sse import connect_sse
 
+from chatbot.bench.machine import describe
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 logger = logging.getLogger("benchmarks")
@@ -186,6 +188,7 @@ def main() -> int:
     commands: list[str] = []
     summary: dict[str, Any] = {
         "machine": {
+            **describe(),
             "cpus": os.cpu_count(),
             "platform": platform.platform(),
             "loadavg_at_start": os.getloadavg(),
@@ -358,6 +361,10 @@ def peer_llama_server(
         str(LLAMA_SERVER_SLOTS * LLAMA_SERVER_SLOT_CONTEXT),
         "--log-disable",
     ]
+    flags = LLAMA_SERVER.with_name(LLAMA_SERVER.name + ".flags")
+    summary["llama_server_build_flags"] = (
+        flags.read_text().strip() if flags.is_file() else "unknown (built before the flags file)"
+    )
     with server(command, port, {}, "/health", commands, label) as (base, process, cold):
         summary["cold_start_s"][label] = cold
         summary["rss_anon_kb"][f"{label}:ready"] = rss_anon_kb(process.pid)
@@ -529,9 +536,10 @@ def targets(out: Path, summary: dict[str, Any]) -> dict[str, Any]:
 
     ours = {c: level("backend-openvino", c) for c in (1, 8, 16)}
     raw = level("raw-openvino", 1)
-    peer = {c: level("peer-llama-server", c) for c in (8, 16)}
+    peer = {c: level("peer-llama-server", c) for c in (1, 8, 16)}
     result: dict[str, Any] = {
         "backend_c1_over_raw_c1": ratio(ours[1], raw, "aggregate_tokens_per_s"),
+        "backend_c1_over_llama_server_c1": ratio(ours[1], peer[1], "aggregate_tokens_per_s"),
         "backend_c8_over_llama_server_c8": ratio(ours[8], peer[8], "aggregate_tokens_per_s"),
         "backend_c16_over_llama_server_c16": ratio(ours[16], peer[16], "aggregate_tokens_per_s"),
         "backend_ttft_p95_c8_over_c1": ratio(ours[8], ours[1], "ttft_p95_s"),
@@ -628,6 +636,8 @@ def write_report(out: Path, summary: dict[str, Any]) -> None:
         lines.append("")
     for result in results:
         lines += [f"### {result['label']}", "", table(result), ""]
+    if "llama_server_build_flags" in summary:
+        lines += [f"llama-server built with: `{summary['llama_server_build_flags']}`", ""]
     lines += ["### targets", ""]
     lines += [
         f"- {name}: {value:.2f}" if isinstance(value, float) else f"- {name}: {value}"
