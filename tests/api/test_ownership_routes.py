@@ -44,6 +44,7 @@ from chatbot.domain.users import User
 from chatbot.engine.transformers_engine import TransformersEngine
 from chatbot.store.api_keys import ApiKeyStore
 from chatbot.store.repository import new_id
+from tests.fixtures.prompts import LONG_PROMPT
 from tests.fixtures.servers import free_port
 
 pytestmark = pytest.mark.slow
@@ -51,7 +52,7 @@ pytestmark = pytest.mark.slow
 TABLE = Path(__file__).resolve().parents[2] / "artifacts" / "issue13" / "route_walk.md"
 ALICE = User(id="alice@example.com", name="Alice")
 BOB = User(id="bob@example.com", name="Bob")
-LONG_PROMPT = "Count from 1 to 300, one number per line."
+
 # Path parameters that name a conversation's data; any other must be listed here with why it
 # is not (so a new route with, say, ``{id}`` fails this walk until someone decides).
 CONVERSATION_PARAMS = {"conversation_id", "message_id"}

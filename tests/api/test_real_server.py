@@ -15,6 +15,7 @@ import pytest
 import requests
 from openai.types.chat import ChatCompletionMessageParam
 
+from tests.fixtures.prompts import LONG_PROMPT
 from tests.fixtures.servers import BackendProcess
 
 pytestmark = pytest.mark.slow
@@ -78,7 +79,8 @@ def test_overload_is_429_with_retry_after_and_disconnect_cancels(
         CHATBOT_WARMUP="false",
     )
     url = f"{backend.url}/v1/chat/completions"
-    body = {"messages": HI, "max_tokens": 2000, "stream": True, "temperature": 1.0, "seed": 3}
+    long = [{"role": "user", "content": LONG_PROMPT}]
+    body = {"messages": long, "max_tokens": 2000, "stream": True, "temperature": 0}
     with httpx.stream("POST", url, json=body, timeout=60) as long_stream:
         assert long_stream.status_code == 200
         lines = long_stream.iter_lines()
@@ -112,7 +114,7 @@ def test_sigterm_drains_then_exits_zero(start_backend: Callable[..., BackendProc
     def read_stream() -> None:
         # Greedy counting runs for hundreds of tokens, far past the 1 s grace, so the stream
         # must end with the drain's error event (a reply that ended by itself proves nothing).
-        count = [{"role": "user", "content": "Count from 1 to 300, one number per line."}]
+        count = [{"role": "user", "content": LONG_PROMPT}]
         body = {"messages": count, "max_tokens": 4000, "stream": True, "temperature": 0}
         with httpx.stream("POST", url, json=body, timeout=60) as response:
             for line in response.iter_lines():

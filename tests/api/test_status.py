@@ -21,9 +21,10 @@ from fastapi.testclient import TestClient
 
 from chatbot.domain import GenerationParams, ReplyEventType, WaitPhase
 from chatbot.service.http import HttpChatService
+from tests.fixtures.prompts import LONG_PROMPT
 from tests.fixtures.servers import BackendProcess
 
-LONG = {"role": "user", "content": "Count from 1 to 300, one number per line."}
+LONG = {"role": "user", "content": LONG_PROMPT}
 
 
 def test_status_answers_with_the_documented_shape(client: TestClient) -> None:

@@ -14,6 +14,7 @@ from playwright.sync_api import expect
 from chatbot.domain import GenerationParams, MessageStatus
 from chatbot.service.http import HttpChatService
 from tests.browser.conftest import UIProcess
+from tests.fixtures.prompts import LONG_PROMPT
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -115,7 +116,7 @@ def test_microservices_in_chromium(
     page.goto(f"{ui.url}/?c={long.id}")
     box = page.get_by_test_id("stChatInputTextArea")
     box.wait_for(timeout=REPLY_TIMEOUT_MS)
-    box.fill("Count from one to one hundred, one number per line.")
+    box.fill(LONG_PROMPT)
     box.press("Enter")
     page.get_by_role("button", name="Stop").click(timeout=REPLY_TIMEOUT_MS)
     page.get_by_text("stopped").first.wait_for(timeout=REPLY_TIMEOUT_MS)

@@ -26,6 +26,7 @@ from chatbot.domain import GenerationParams
 from chatbot.service.http import HttpChatService
 from chatbot.store import ConversationStore
 from tests.browser.conftest import UIProcess
+from tests.fixtures.prompts import LONG_PROMPT
 from tests.fixtures.servers import ROOT, BackendProcess
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -33,7 +34,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 TIMEOUT_MS = 240_000
 SHOTS = ROOT / "artifacts" / "issue14"
 STATS = re.compile(r"\d+ tokens · [\d.]+ tokens/s")
-COUNT = "Count from 1 to 300, one number per line."
+COUNT = LONG_PROMPT
 
 
 def _shot(page: Any, name: str) -> None:

@@ -24,6 +24,7 @@ from chatbot.domain import (
 from chatbot.errors import ConflictError, InvalidRequestError, NotFoundError
 from chatbot.service.protocol import ChatServiceProtocol
 from tests.client.conftest import PRODUCT_TEMPERATURE
+from tests.fixtures.prompts import LONG_PROMPT
 
 pytestmark = pytest.mark.slow
 
@@ -142,7 +143,7 @@ def test_refusals_are_typed_errors(chat_service: ChatServiceProtocol) -> None:
 
 def test_conflict_stop_and_attach(chat_service: ChatServiceProtocol) -> None:
     cid = chat_service.create_conversation(params=LONG).id or ""
-    stream = chat_service.send_message(cid, "Count from one to fifty.")
+    stream = chat_service.send_message(cid, LONG_PROMPT)
     _wait_for_text(chat_service, cid)
     with pytest.raises(ConflictError):
         chat_service.send_message(cid, "And again")

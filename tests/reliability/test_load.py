@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 import httpx
 import pytest
 
+from tests.fixtures.prompts import LONG_PROMPT
 from tests.fixtures.servers import BackendProcess
 from tests.reliability.support import (
     StreamResult,
@@ -187,7 +188,7 @@ def test_soak_streaming_clients_memory_threads_and_fds_stay_flat(
 
 
 # A reply that runs on for hundreds of tokens, so every abort lands mid-reply on any engine.
-LONG_PROMPT = "Count from 1 to 400, one number per line."
+
 LONG_BODY = chat_body(400, LONG_PROMPT)
 
 

@@ -18,6 +18,7 @@ import pytest
 
 from chatbot.domain import MessageStatus, Role
 from chatbot.store import ConversationStore
+from tests.fixtures.prompts import LONG_PROMPT
 from tests.fixtures.servers import BackendProcess
 from tests.reliability.support import StreamResult, chat_body, record
 
@@ -116,7 +117,7 @@ def test_kill_9_mid_reply_then_restart_then_sigterm_mid_stream(
         answered = client.post(f"/v1/conversations/{finished}/messages", json={"content": "Hi"})
         assert answered.status_code == 200, answered.text
         long_ids = [_create(client, LONG) for _ in range(4)]
-    prompts = dict.fromkeys(long_ids, "Count from 1 to 300, one number per line.")
+    prompts = dict.fromkeys(long_ids, LONG_PROMPT)
     streams = Streams(first.url)
     for cid in long_ids:
         streams.start(

@@ -16,6 +16,7 @@ import pytest
 from chatbot.domain import GenerationParams, MessageStatus, Role
 from chatbot.store import ConversationStore
 from tests.browser.conftest import UIProcess
+from tests.fixtures.prompts import LONG_PROMPT
 from tests.reliability.support import record
 from tests.reliability.test_security import HOSTILE
 
@@ -23,7 +24,7 @@ pytestmark = [pytest.mark.reliability, pytest.mark.slow, pytest.mark.browser]
 
 TIMEOUT_MS = 180_000
 STATS = re.compile(r"\d+ tokens · [\d.]+ tokens/s")
-COUNT = "Count from 1 to 300, one number per line."
+COUNT = LONG_PROMPT
 
 
 def _send(page: Any, text: str) -> None:

@@ -21,6 +21,7 @@ from chatbot.domain import FinishReason, GenerationParams, Message
 from chatbot.engine.openai_engine import OpenAIEngine
 from chatbot.errors import InvalidRequestError, UnavailableError
 from tests.fixtures.engines import StartReply
+from tests.fixtures.prompts import LONG_PROMPT
 from tests.fixtures.servers import BackendProcess
 from tests.scaleout.upstreams import LlamaServer
 
@@ -238,7 +239,7 @@ def test_front_client_disconnect_frees_the_upstream(front: Any, limited_upstream
 def test_front_maps_upstream_overload(front: Any, limited_upstream: Any) -> None:
     wait_until_free(limited_upstream.url)
     body = {
-        "messages": [{"role": "user", "content": "Count from 1 to 500, one number per line."}],
+        "messages": [{"role": "user", "content": LONG_PROMPT}],
         "max_tokens": 1000,
         "temperature": 0,
         "stream": True,

@@ -12,8 +12,9 @@ import time
 from chatbot.config import EngineSettings, LimitSettings, StoreSettings
 from chatbot.domain import GenerationParams
 from chatbot.service.portal import PortalChatService
+from tests.fixtures.prompts import LONG_PROMPT
 
-PROMPT = "Count from 1 to 300, one number per line."
+PROMPT = LONG_PROMPT
 
 
 def main(database_url: str) -> None:

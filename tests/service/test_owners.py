@@ -29,6 +29,7 @@ from chatbot.service.portal import PortalChatService
 from chatbot.service.protocol import ChatServiceProtocol
 from chatbot.store import ConversationStore
 from chatbot.store.repository import new_id
+from tests.fixtures.prompts import LONG_PROMPT
 from tests.service.replies import text_of, until_first_delta
 
 pytestmark = pytest.mark.slow
@@ -37,7 +38,6 @@ ALICE = User(id="https://issuer.example#alice", name="Alice")
 BOB = User(id="bob@example.com", name="Bob")
 SHORT = GenerationParams(max_new_tokens=6)
 LONG = GenerationParams(max_new_tokens=200, temperature=0.0)  # greedy: 100+ tokens, every run
-LONG_PROMPT = "Count from 1 to 300, one number per line."
 
 
 def _answered(service: ChatServiceProtocol) -> Conversation:

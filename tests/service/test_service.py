@@ -25,13 +25,13 @@ from chatbot.service.portal import PortalChatService
 from chatbot.service.protocol import ChatServiceProtocol
 from chatbot.service.runner import ReplyLimits, ReplyRunner
 from chatbot.store import ConversationStore
+from tests.fixtures.prompts import LONG_PROMPT
 from tests.service.replies import text_of, until_first_delta
 
 SHORT = GenerationParams(max_new_tokens=6)
 # Greedy: a new conversation samples at the server default (0.7) unless told, and a sampled
 # reply may end before the Stop these tests send.
 LONG = GenerationParams(max_new_tokens=200, temperature=0.0)
-LONG_PROMPT = "Count from 1 to 300, one number per line."
 
 
 def _new(service: PortalChatService, params: GenerationParams = SHORT) -> str:

@@ -26,6 +26,7 @@ from chatbot.service.waiting import (
 )
 from chatbot.store import ConversationStore
 from tests.fixtures.engines import run_async
+from tests.fixtures.prompts import LONG_PROMPT
 
 HI = [Message.user("Tell me about the sea.")]
 
@@ -185,7 +186,7 @@ def test_the_second_conversation_hears_its_place_in_the_queue(
         busy = service.create_conversation(params=GenerationParams(max_new_tokens=48)).id
         waiting = service.create_conversation(params=GenerationParams(max_new_tokens=4)).id
         assert busy and waiting
-        first = service.send_message(busy, "Count from one to fifty.")
+        first = service.send_message(busy, LONG_PROMPT)
         assert next(first).type is ReplyEventType.START
         events = list(service.send_message(waiting, "Hi"))
         list(first)

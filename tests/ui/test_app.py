@@ -19,6 +19,7 @@ from chatbot.ui.composer import RETRY_KEY
 from chatbot.ui.reply_view import stop_reply
 from chatbot.ui.sidebar import CLEAR_KEY, DELETE_KEY, NEW_KEY
 from chatbot.ui.transcript import REGENERATE_KEY
+from tests.fixtures.prompts import LONG_PROMPT
 from tests.ui.conftest import SHORT, new_app
 
 pytestmark = pytest.mark.slow
@@ -193,7 +194,7 @@ def test_stop_ends_the_reply_and_keeps_its_text(ui_service: ChatServiceProtocol)
     )
     cid = conversation.id or ""
     at = new_app(ui_service, conversation).run()
-    at.chat_input[0].set_value("Count from one to one hundred.")
+    at.chat_input[0].set_value(LONG_PROMPT)
     runner = threading.Thread(target=at.run)
     runner.start()
     deadline = time.monotonic() + 120
