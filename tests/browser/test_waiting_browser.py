@@ -26,7 +26,7 @@ from chatbot.domain import GenerationParams
 from chatbot.service.http import HttpChatService
 from chatbot.store import ConversationStore
 from tests.browser.conftest import UIProcess
-from tests.fixtures.prompts import LONG_PROMPT
+from tests.fixtures.prompts import LONG_PROMPT, REPLY_WORDS
 from tests.fixtures.servers import ROOT, BackendProcess
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -65,7 +65,7 @@ def _queued_behind(browser: Any, ui: UIProcess, long: str, waiting: Any, shot: s
     """Start a long reply in ``long``, send again in ``waiting``: its bubble shows its place."""
     running = _page(browser, f"{ui.url}/?c={long}")
     _send(running, COUNT)
-    running.get_by_test_id("stChatMessage").nth(1).get_by_text(re.compile(r"\d")).first.wait_for(
+    running.get_by_test_id("stChatMessage").nth(1).get_by_text(REPLY_WORDS).first.wait_for(
         timeout=TIMEOUT_MS
     )
     _send(waiting, "Hello again")
@@ -159,7 +159,7 @@ def _retried_by_itself(browser: Any, ui: UIProcess, long: str, short: str, shot:
     refused = _page(browser, f"{ui.url}/?c={short}")
     refused.get_by_test_id("stChatInputTextArea").wait_for(timeout=TIMEOUT_MS)
     _send(running, COUNT)
-    running.get_by_test_id("stChatMessage").nth(1).get_by_text(re.compile(r"\d")).first.wait_for(
+    running.get_by_test_id("stChatMessage").nth(1).get_by_text(REPLY_WORDS).first.wait_for(
         timeout=TIMEOUT_MS
     )
     _send(refused, "Hi there")

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 import httpx
 import pytest
 
+from tests.fixtures.prompts import LONG_PROMPT
 from tests.fixtures.servers import BackendProcess
 from tests.reliability.support import record
 
@@ -155,7 +156,7 @@ def test_sigterm_answers_a_non_streamed_send_with_json_503(
         try:
             answer["response"] = client.post(
                 f"/v1/conversations/{cid}/messages",
-                json={"content": "Count down from 1000 to 1, one number per line."},
+                json={"content": LONG_PROMPT},
             )
         except BaseException as exc:
             answer["response"] = exc

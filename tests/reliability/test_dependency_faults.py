@@ -19,6 +19,7 @@ import pytest
 
 from tests.fixtures import servers
 from tests.fixtures.databases import PostgresServer, find_pg_bin
+from tests.fixtures.prompts import LONG_PROMPT
 from tests.fixtures.servers import BackendProcess
 from tests.reliability.support import chat_body, env_float, record
 
@@ -317,7 +318,7 @@ def test_a_reply_answered_complete_is_stored_even_if_postgres_dies_right_after(
         target=lambda: result.update(
             response=client.post(
                 f"/v1/conversations/{cid}/messages",
-                json={"content": "Count down from 60 to 1, one number per line."},
+                json={"content": LONG_PROMPT},
             )
         )
     )

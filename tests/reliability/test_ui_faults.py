@@ -16,7 +16,7 @@ import pytest
 from chatbot.domain import GenerationParams, MessageStatus, Role
 from chatbot.store import ConversationStore
 from tests.browser.conftest import UIProcess
-from tests.fixtures.prompts import LONG_PROMPT
+from tests.fixtures.prompts import LONG_PROMPT, REPLY_WORDS
 from tests.reliability.support import record
 from tests.reliability.test_security import HOSTILE
 
@@ -80,7 +80,7 @@ def test_monolith_ui_shows_hostile_text_inert_and_survives_kill_9(
         page.goto(f"{ui.url}/?c={long.id}")
         _send(page, COUNT)
         reply = page.get_by_test_id("stChatMessage").nth(1)
-        reply.get_by_text(re.compile(r"\d")).first.wait_for(timeout=TIMEOUT_MS)
+        reply.get_by_text(REPLY_WORDS).first.wait_for(timeout=TIMEOUT_MS)
         saved = _wait_for_saved_text(url, long.id)
         os.kill(ui.process.pid, signal.SIGKILL)
         ui.process.wait(30)
