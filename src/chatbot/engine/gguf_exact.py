@@ -57,7 +57,6 @@ class _Compressed:
 
     subtract: Any
     multiply: Any
-    scale_const: Any
     q: Array  # [rows, blocks, group]
     z: Array  # [rows, blocks, 1]
     s: Array  # [rows, blocks, 1]
@@ -118,15 +117,14 @@ def restore(model: Any, gguf_path: Path) -> Report:
     for weight in _compressed_weights(model):
         matches = candidates.get(weight.shape, [])
         tensor = _closest(weight, matches)
-        name = tensor.label if tensor is not None else f"a {weight.shape} weight"
-        exact = tensor.rows() if tensor is not None else None
-        if exact is None:
-            report.unmatched.append(name)
+        if tensor is None:
+            report.unmatched.append(f"a {weight.shape} weight")
             continue
+        name, exact = tensor.label, tensor.rows()
         if _within_tolerance(weight.weights(), exact, weight.s):
             report.exact.append(name)
             continue
-        if not _replace(model, weight, exact):
+        if not _replace(weight, exact):
             report.unmatched.append(name)
             continue
         report.restored.append(name)
@@ -191,7 +189,7 @@ def _compressed_weights(model: Any) -> Iterator[_Compressed]:
         z, s = _values(z_const), scale.get_data().astype(np.float32)
         if z.shape != s.shape or z.shape != (*q.shape[:2], 1):
             continue
-        yield _Compressed(node, multiply, scale, q, z, s)
+        yield _Compressed(node, multiply, q, z, s)
 
 
 def _constant_behind_convert(node: Any) -> Any:
@@ -251,7 +249,7 @@ def _within_tolerance(candidate: Array, exact: Array, scales: Array) -> bool:
     return bool((error <= allowed).all())
 
 
-def _replace(model: Any, weight: _Compressed, exact: Array) -> bool:
+def _replace(weight: _Compressed, exact: Array) -> bool:
     """Fit each block's offset (and scale, if it must) to ``exact``; swap in f16 constants."""
     from openvino import opset13
 

@@ -147,9 +147,8 @@ def ensure(gguf_path: Path, folder: Path, *, wait_s: float = STALE_LOCK_S) -> st
     """
     if cached(folder):
         return None
-    failed = _failed_path(folder)
-    if failed.exists():  # this file cannot be converted: not retried at every start
-        return failed.read_text(errors="replace").strip() or "an earlier conversion failed"
+    if (failure := _failure(folder)) is not None:  # not retried at every start
+        return failure
     lock = _lock_path(folder)
     try:
         folder.parent.mkdir(parents=True, exist_ok=True)
@@ -169,9 +168,7 @@ def ensure(gguf_path: Path, folder: Path, *, wait_s: float = STALE_LOCK_S) -> st
         time.sleep(0.2)
     if cached(folder):
         return None
-    if failed.exists():
-        return failed.read_text(errors="replace").strip()
-    return f"the conversion holding {lock} did not finish in {wait_s:.0f} s"
+    return _failure(folder) or f"the conversion holding {lock} did not finish in {wait_s:.0f} s"
 
 
 def _convert_in_a_child(gguf_path: Path, folder: Path) -> str | None:
@@ -188,10 +185,16 @@ def _convert_in_a_child(gguf_path: Path, folder: Path) -> str | None:
             _lock_path(folder).unlink()
     if cached(folder):
         return None
-    if _failed_path(folder).exists():
-        return _failed_path(folder).read_text(errors="replace").strip()
-    tail = result.stderr.strip().splitlines()[-3:]
-    return f"the conversion exited with status {result.returncode}: {' '.join(tail)}"
+    tail = " ".join(result.stderr.strip().splitlines()[-3:])
+    return _failure(folder) or f"the conversion exited with status {result.returncode}: {tail}"
+
+
+def _failure(folder: Path) -> str | None:
+    """The error a failed conversion of this file left behind, if one did."""
+    failed = _failed_path(folder)
+    if not failed.exists():
+        return None
+    return failed.read_text(errors="replace").strip() or "an earlier conversion failed"
 
 
 def _lock_path(folder: Path) -> Path:
