@@ -9,7 +9,7 @@ TEST_STAMP := $(VENV)/.installed-test
 LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
 PYTEST_ARGS ?=
 
-.PHONY: install install-test ui-deps run services serve test test-fast soak lint typecheck system-deps bench clean
+.PHONY: install install-test ui-deps run services serve test test-fast test-stress soak lint typecheck system-deps bench clean
 
 install: $(STAMP)
 
@@ -81,12 +81,29 @@ lint: install-test
 typecheck: install-test
 	$(BIN)/mypy
 
-test: install-test system-deps lint typecheck
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+# Test files are shared among worker processes (pytest-xdist; one per core, at most
+# TEST_WORKERS_MAX); a file stays on one worker, so its module fixtures start once.
+TEST_WORKERS_MAX ?= 4
+XDIST := -n auto --maxprocesses=$(TEST_WORKERS_MAX) --dist loadfile
+
+# mypy runs beside the tests, not before them: from a clean clone it takes 1.5-3 minutes, most
+# of it on one core while the tests wait on servers. Its report follows the tests' summary.
+test: install-test system-deps lint
+	@mkdir -p test-artifacts
+	@$(BIN)/mypy > test-artifacts/mypy.txt 2>&1 & mypy=$$!; \
+	status=0; $(BIN)/python -m pytest $(XDIST) $(PYTEST_ARGS) || status=$$?; \
+	typed=0; wait $$mypy || typed=$$?; \
+	echo "mypy (strict on src/):"; cat test-artifacts/mypy.txt; \
+	[ $$status -eq 0 ] && [ $$typed -eq 0 ]
 
 # The fast tier: no real server processes, no browser, no PostgreSQL.
 test-fast: install-test
-	$(BIN)/python -m pytest -m "not slow and not browser and not postgres and not reliability" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(XDIST) -m "not slow and not browser and not postgres and not reliability" $(PYTEST_ARGS)
+
+# The whole CI run from fresh clones of HEAD beside a CPU hog (one busy process per core).
+RUNS ?= 1
+test-stress:
+	.ci/stress $(RUNS)
 
 # The long reliability runs: 32 clients for 10 minutes, more fuzz cases, a bigger storm.
 soak: install-test system-deps

@@ -29,8 +29,13 @@ os.environ.setdefault("CHATBOT_DEFAULT_TEMPERATURE", "0")
 
 def pytest_configure(config: pytest.Config) -> None:
     # Keep every test's SQLite files and exports out of the user's data folder, also in
-    # subprocesses, which inherit the environment.
-    os.environ.setdefault("CHATBOT_DATA_DIR", tempfile.mkdtemp(prefix="chatbot-test-data-"))
+    # subprocesses, which inherit the environment. Each xdist worker gets its own: workers
+    # inherit the controller's environment, and two processes must not share one data folder.
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker is not None:
+        os.environ["CHATBOT_DATA_DIR"] = tempfile.mkdtemp(prefix=f"chatbot-test-data-{worker}-")
+    else:
+        os.environ.setdefault("CHATBOT_DATA_DIR", tempfile.mkdtemp(prefix="chatbot-test-data-"))
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     ARTIFACTS.mkdir(exist_ok=True)
 

@@ -310,7 +310,10 @@ def test_waiting_for_a_loading_backend_spins_until_ready() -> None:
 def test_the_spinner_draws_frames_on_a_terminal_and_one_line_elsewhere() -> None:
     drawn = io.StringIO()
     with Spinner("Loading the model", drawn, animate=True):
-        time.sleep(0.35)
+        deadline = time.monotonic() + 60  # two frames drawn, however busy the machine
+        while drawn.getvalue().count("Loading the model… 0 s") < 2:
+            assert time.monotonic() < deadline, drawn.getvalue()
+            time.sleep(0.01)
     assert drawn.getvalue().count("Loading the model… 0 s") >= 2
     assert drawn.getvalue().endswith("\r\033[K")
     plain = io.StringIO()

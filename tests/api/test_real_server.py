@@ -105,14 +105,14 @@ def test_overload_is_429_with_retry_after_and_disconnect_cancels(
 
 def test_sigterm_drains_then_exits_zero(start_backend: Callable[..., BackendProcess]) -> None:
     backend = start_backend(
-        CHATBOT_SHUTDOWN_GRACE_S="1", CHATBOT_MAX_TOKENS_CAP="4000", CHATBOT_WARMUP="false"
+        CHATBOT_SHUTDOWN_GRACE_S="2", CHATBOT_MAX_TOKENS_CAP="4000", CHATBOT_WARMUP="false"
     )
     url = f"{backend.url}/v1/chat/completions"
     events: list[str] = []
     started = threading.Event()
 
     def read_stream() -> None:
-        # Greedy counting runs for hundreds of tokens, far past the 1 s grace, so the stream
+        # Greedy counting runs for hundreds of tokens, far past the 2 s grace, so the stream
         # must end with the drain's error event (a reply that ended by itself proves nothing).
         count = [{"role": "user", "content": LONG_PROMPT}]
         body = {"messages": count, "max_tokens": 4000, "stream": True, "temperature": 0}
@@ -126,8 +126,10 @@ def test_sigterm_drains_then_exits_zero(start_backend: Callable[..., BackendProc
     reader.start()
     assert started.wait(60)
     backend.process.send_signal(signal.SIGTERM)
-    time.sleep(0.3)
-    assert httpx.get(f"{backend.url}/readyz").status_code == 503
+    deadline = time.monotonic() + 60  # until the signal is handled: then not ready, draining
+    while httpx.get(f"{backend.url}/readyz").status_code != 503:
+        assert time.monotonic() < deadline, backend.log()
+        time.sleep(0.05)
     refused = httpx.post(url, json={"messages": HI})
     assert refused.status_code == 503 and refused.json()["error"]["code"] == "draining"
     reader.join(60)

@@ -43,8 +43,8 @@ def test_status_answers_with_the_documented_shape(client: TestClient) -> None:
 
 
 def _wait_for_queue(url: str, length: int) -> dict[str, Any]:
-    """The status once ``length`` requests wait (or after 30 s, for the asserts to explain)."""
-    deadline = time.monotonic() + 30
+    """The status once ``length`` requests wait (or after 120 s, for the asserts to explain)."""
+    deadline = time.monotonic() + 120
     while True:
         status: dict[str, Any] = httpx.get(f"{url}/v1/status").json()
         if status["queued"] >= length or time.monotonic() > deadline:

@@ -29,6 +29,8 @@ WORDS = ("Hello", ", ", "wor", "ld")
 # What "call" answers: two calls of the request's first tool, its arguments in pieces.
 CALL_ARGUMENTS = ('{"city": ', '"Paris"}')
 CALL_IDS = ("call_up_0", "call_up_1")
+# How long the hang-* behaviours stay silent: far beyond any client timeout under test.
+HANG_S = 30
 
 
 @dataclass
@@ -38,6 +40,9 @@ class UpstreamLog:
     bodies: list[dict[str, Any]] = field(default_factory=list)
     authorization: list[str | None] = field(default_factory=list)
     disconnected: threading.Event = field(default_factory=threading.Event)
+    # The requests (indexes into ``bodies``) whose hang-* silence ran out: a client error seen
+    # while its request is not here came from the client's own timeout or close.
+    ran_out: set[int] = field(default_factory=set)
 
 
 def free_port() -> int:
@@ -70,6 +75,7 @@ def build_app(log: UpstreamLog) -> Starlette:
     async def completions(request: Request) -> Response:
         body = await request.json()
         log.bodies.append(body)
+        index = len(log.bodies) - 1
         log.authorization.append(request.headers.get("authorization"))
         behaviour = body["messages"][-1]["content"]
         if behaviour.startswith("empty-"):  # llama-cpp-python's way to fail after the head
@@ -105,8 +111,9 @@ def build_app(log: UpstreamLog) -> Starlette:
                 return JSONResponse(_called(name))
             return StreamingResponse(_call_stream(name, log), media_type="text/event-stream")
         if behaviour == "hang-head":
-            await asyncio.sleep(30)
-        return StreamingResponse(_stream(behaviour, log), media_type="text/event-stream")
+            await asyncio.sleep(HANG_S)
+            log.ran_out.add(index)
+        return StreamingResponse(_stream(behaviour, log, index), media_type="text/event-stream")
 
     return Starlette(
         routes=[
@@ -149,7 +156,7 @@ def _tool_delta(call: dict[str, Any]) -> dict[str, Any]:
     return chunk
 
 
-async def _stream(behaviour: str, log: UpstreamLog) -> AsyncIterator[bytes]:
+async def _stream(behaviour: str, log: UpstreamLog, index: int) -> AsyncIterator[bytes]:
     try:
         if behaviour == "garbage":
             yield b"data: {not json\n\n"
@@ -162,7 +169,8 @@ async def _stream(behaviour: str, log: UpstreamLog) -> AsyncIterator[bytes]:
         for word in WORDS:
             yield _sse(_chunk(word))
             if behaviour == "hang-stream":
-                await asyncio.sleep(30)
+                await asyncio.sleep(HANG_S)
+                log.ran_out.add(index)
             if behaviour == "cut":
                 return
         yield _sse(_chunk(None, "length" if behaviour == "length" else "stop"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +21,7 @@ pytest.importorskip("openvino_genai")
 
 from chatbot.engine.openvino_engine import OpenVINOEngine
 from tests.fixtures.engines import run_async
+from tests.fixtures.prompts import LONG_PROMPT
 
 pytestmark = pytest.mark.slow
 
@@ -196,14 +198,13 @@ def test_cancel_inside_a_batch_leaves_the_others_intact(ov_engine: OpenVINOEngin
 
 def test_a_cancelled_request_leaves_the_engine_within_a_step(ov_engine: OpenVINOEngine) -> None:
     async def run() -> int:
-        stream = ov_engine.generate([Message.user("Write a long story.")], greedy(400))
+        stream = ov_engine.generate([Message.user(LONG_PROMPT)], greedy(400))
         async for chunk in stream:
             if chunk.text:
                 break
         await stream.aclose()  # type: ignore[attr-defined]
-        for _ in range(200):  # the model thread drops it at its next turn
-            if not ov_engine._state().scheduler._rows:
-                return 0
+        deadline = time.monotonic() + 60  # the model thread drops it at its next turn
+        while ov_engine._state().scheduler._rows and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
         return len(ov_engine._state().scheduler._rows)
 
@@ -213,10 +214,15 @@ def test_a_cancelled_request_leaves_the_engine_within_a_step(ov_engine: OpenVINO
 def test_a_request_joins_a_running_batch(ov_engine: OpenVINOEngine) -> None:
     async def run() -> tuple[str, str, bool]:
         alone = await reply(ov_engine, PROMPTS[1], greedy(12))
-        long_task = asyncio.create_task(
-            collect(ov_engine.generate([Message.user("Write a long story.")], greedy(300)))
-        )
-        await asyncio.sleep(0.3)  # the long reply is decoding now
+        decoding = asyncio.Event()
+
+        async def long_reply() -> None:
+            async for chunk in ov_engine.generate([Message.user(LONG_PROMPT)], greedy(300)):
+                if chunk.text:
+                    decoding.set()
+
+        long_task = asyncio.create_task(long_reply())
+        await decoding.wait()  # the long reply is decoding now
         joined = await reply(ov_engine, PROMPTS[1], greedy(12))
         long_still_running = not long_task.done()
         await long_task

@@ -13,7 +13,7 @@ from datetime import timedelta
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect, text, update
+from sqlalchemy import create_engine, inspect, text, update
 
 from chatbot.domain import (
     GenerationParams,
@@ -270,11 +270,18 @@ def test_open_marks_only_dead_replies_interrupted(database_url: str) -> None:
 
 
 def test_stale_reply_is_taken_over(database_url: str) -> None:
-    store = ConversationStore.open(database_url, stale_after_s=0.3)
+    store = ConversationStore.open(database_url, stale_after_s=60)
     try:
         conversation_id = _streaming_row_owned_by(store, "other-host:42:1")
         assert store.live_reply(conversation_id) is not None
-        time.sleep(0.5)
+        # Its owner's heartbeat stops: a minute and more goes by (the clock moved, not slept).
+        with store._session(write=True) as session:
+            session.execute(
+                update(MessageRow)
+                .where(MessageRow.conversation_id == conversation_id)
+                .where(MessageRow.owner_id == "other-host:42:1")
+                .values(heartbeat_at=utc_now() - timedelta(seconds=61))
+            )
         assert store.live_reply(conversation_id) is None
         assert _last(store, conversation_id).status is MessageStatus.INTERRUPTED
         store.begin_reply(conversation_id, user_content="next")
@@ -422,6 +429,27 @@ def _in_thread(work: object) -> tuple[threading.Thread, list[object]]:
     return thread, outcome
 
 
+def _wait_for_a_lock_wait(database_url: str, timeout_s: float = 60) -> None:
+    """Until a session of this database waits on a row lock (as PostgreSQL itself reports)."""
+    engine = create_engine(database_url)
+    deadline = time.monotonic() + timeout_s
+    try:
+        with engine.connect() as connection:
+            while True:
+                waiting = connection.execute(
+                    text(
+                        "SELECT count(*) FROM pg_stat_activity"
+                        " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                    )
+                ).scalar_one()
+                if waiting:
+                    return
+                assert time.monotonic() < deadline, "no session waited for the row lock"
+                time.sleep(0.05)
+    finally:
+        engine.dispose()
+
+
 @pytest.mark.postgres
 def test_send_racing_a_delete_is_not_found(postgres_database: str) -> None:
     """A delete commits while a send is between reading the conversation and writing to it.
@@ -449,7 +477,7 @@ def test_send_racing_a_delete_is_not_found(postgres_database: str) -> None:
             thread, outcome = _in_thread(
                 lambda: store.begin_reply(conversation_id, user_content="hello")
             )
-            time.sleep(0.5)  # the send is now waiting for the row
+            _wait_for_a_lock_wait(postgres_database)  # the send is now waiting for the row
             assert thread.is_alive() and not outcome
             transaction.commit()
         thread.join(30)
