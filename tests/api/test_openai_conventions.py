@@ -100,6 +100,22 @@ def test_numbers_and_booleans_are_strict_on_conversations(client: TestClient) ->
     assert seed.status_code == 400 and seed.json()["error"]["param"] == "user_input"
 
 
+def test_ignore_eos_runs_to_max_tokens_on_both_apis(client: TestClient) -> None:
+    """vLLM's and llama-server's extension, for benchmarks and tests whose subject is length."""
+    body = {"messages": HI, "max_tokens": 16, "temperature": 0}
+    plain = client.post(CHAT, json=body).json()
+    assert plain["choices"][0]["finish_reason"] == "stop"  # "Hi" is answered in fewer
+    past = client.post(CHAT, json={**body, "ignore_eos": True}).json()
+    assert past["choices"][0]["finish_reason"] == "length"
+    assert past["usage"]["completion_tokens"] == 16
+    refused = client.post(CHAT, json={**body, "ignore_eos": "yes"})
+    assert refused.status_code == 400 and refused.json()["error"]["param"] == "ignore_eos"
+    params = {"max_new_tokens": 16, "temperature": 0, "ignore_eos": True}
+    cid = client.post("/v1/conversations", json={"params": params}).json()["id"]
+    sent = client.post(f"/v1/conversations/{cid}/messages", json={"content": "Hi"}).json()
+    assert sent["status"] == "complete" and sent["stats"]["completion_tokens"] == 16
+
+
 def test_context_overflow_speaks_openais_words_on_openai_routes(
     make_client: ClientFactory,
 ) -> None:

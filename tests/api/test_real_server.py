@@ -80,7 +80,13 @@ def test_overload_is_429_with_retry_after_and_disconnect_cancels(
     )
     url = f"{backend.url}/v1/chat/completions"
     long = [{"role": "user", "content": LONG_PROMPT}]
-    body = {"messages": long, "max_tokens": 2000, "stream": True, "temperature": 0}
+    body = {
+        "messages": long,
+        "max_tokens": 2000,
+        "stream": True,
+        "temperature": 0,
+        "ignore_eos": True,
+    }
     with httpx.stream("POST", url, json=body, timeout=60) as long_stream:
         assert long_stream.status_code == 200
         lines = long_stream.iter_lines()
@@ -112,10 +118,16 @@ def test_sigterm_drains_then_exits_zero(start_backend: Callable[..., BackendProc
     started = threading.Event()
 
     def read_stream() -> None:
-        # Greedy counting runs for hundreds of tokens, far past the 2 s grace, so the stream
+        # 4000 tokens past the end-of-text token run far past the 2 s grace, so the stream
         # must end with the drain's error event (a reply that ended by itself proves nothing).
         count = [{"role": "user", "content": LONG_PROMPT}]
-        body = {"messages": count, "max_tokens": 4000, "stream": True, "temperature": 0}
+        body = {
+            "messages": count,
+            "max_tokens": 4000,
+            "stream": True,
+            "temperature": 0,
+            "ignore_eos": True,
+        }
         with httpx.stream("POST", url, json=body, timeout=60) as response:
             for line in response.iter_lines():
                 if line.startswith("data: "):

@@ -110,7 +110,13 @@ def test_a_queued_request_hears_its_place_before_its_first_token(
             backend.url,
             # Greedy and far longer than the test: it still has most of its tokens left when
             # the others arrive, however fast the engine (the test leaves it once they wait).
-            {"messages": [LONG], "max_tokens": 3000, "stream": True, "temperature": 0},
+            {
+                "messages": [LONG],
+                "max_tokens": 3000,
+                "stream": True,
+                "temperature": 0,
+                "ignore_eos": True,
+            },
             running_lines,
             running_started,
             leave_running,

@@ -30,7 +30,7 @@ pytestmark = pytest.mark.slow
 
 SHORT = GenerationParams(max_new_tokens=6)
 # Greedy: a sure length, no early end; 256 tokens leave a Stop seconds of margin on any engine.
-LONG = GenerationParams(max_new_tokens=256, temperature=0.0)
+LONG = GenerationParams(max_new_tokens=256, temperature=0.0, ignore_eos=True)
 MISSING = "0" * 32
 
 

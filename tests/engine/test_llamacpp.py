@@ -52,6 +52,17 @@ def test_a_reply_streams_with_usage(start_reply: StartReply, llama_engine: Llama
     assert generation.outcome.finish_reason in (FinishReason.STOP, FinishReason.LENGTH)
 
 
+def test_ignore_eos_generates_to_the_limit(
+    start_reply: StartReply, llama_engine: LlamaCppEngine
+) -> None:
+    params = GenerationParams(max_new_tokens=40, ignore_eos=True)
+    generation = start_reply(llama_engine, [Message.user("Hi")], params)
+    assert generation.text()
+    assert generation.outcome is not None
+    assert generation.outcome.finish_reason is FinishReason.LENGTH
+    assert generation.outcome.usage.completion_tokens == 40
+
+
 def test_batched_greedy_replies_equal_one_at_a_time(
     start_reply: StartReply, llama_engine: LlamaCppEngine
 ) -> None:

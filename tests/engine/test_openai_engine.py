@@ -115,6 +115,15 @@ def test_streams_chunk_by_chunk_with_upstream_usage(
     assert auth == "Bearer sk-upstream"
 
 
+def test_ignore_eos_is_passed_on_in_the_body(
+    engine: OpenAIEngine, upstream: tuple[str, UpstreamLog]
+) -> None:
+    reply(engine, "ok", GenerationParams(max_new_tokens=5, ignore_eos=True))
+    assert upstream[1].bodies[-1]["ignore_eos"] is True  # vLLM's and llama-server's name
+    reply(engine, "ok")
+    assert "ignore_eos" not in upstream[1].bodies[-1]  # not sent when not asked
+
+
 def test_learns_model_and_window_from_the_upstream(engine: OpenAIEngine) -> None:
     assert engine.model_id == MODEL
     assert engine.context_window == WINDOW

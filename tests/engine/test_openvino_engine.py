@@ -164,6 +164,17 @@ def test_the_limit_ends_with_length_and_exact_usage(ov_engine: OpenVINOEngine) -
     assert last.usage.completion_tokens == 7
 
 
+def test_ignore_eos_generates_to_the_limit(ov_engine: OpenVINOEngine) -> None:
+    hello = [Message.user("Say hello.")]
+    _, ended = run_async(collect(ov_engine.generate(hello, greedy(60))))
+    assert ended.finish_reason is FinishReason.STOP
+    limit = ended.usage.completion_tokens + 20
+    params = GenerationParams(max_new_tokens=limit, temperature=0.0, ignore_eos=True)
+    text, last = run_async(collect(ov_engine.generate(hello, params)))
+    assert last.finish_reason is FinishReason.LENGTH
+    assert last.usage.completion_tokens == limit and text
+
+
 def test_batched_greedy_replies_equal_one_at_a_time(ov_engine: OpenVINOEngine) -> None:
     async def run() -> tuple[list[str], list[str]]:
         alone = [await reply(ov_engine, p, greedy(24)) for p in PROMPTS]

@@ -74,6 +74,22 @@ def test_end_of_sequence_is_a_stop(
     assert generation.outcome.usage.completion_tokens < 200
 
 
+def test_ignore_eos_generates_to_the_limit(
+    start_reply: StartReply, embedded_engine: TransformersEngine
+) -> None:
+    ended = start_reply(embedded_engine, HELLO, GenerationParams(max_new_tokens=60))
+    ended.text()
+    assert ended.outcome is not None and ended.outcome.finish_reason is FinishReason.STOP
+    short = ended.outcome.usage.completion_tokens
+    past = start_reply(
+        embedded_engine, HELLO, GenerationParams(max_new_tokens=short + 20, ignore_eos=True)
+    )
+    text = past.text()
+    assert past.outcome is not None and past.outcome.finish_reason is FinishReason.LENGTH
+    assert past.outcome.usage.completion_tokens == short + 20
+    assert text.startswith(ended.text().rstrip()[:10])  # the same greedy start, then more
+
+
 def test_stop_sequence_cuts_the_reply(
     start_reply: StartReply, embedded_engine: TransformersEngine
 ) -> None:

@@ -148,7 +148,8 @@ def test_sigterm_answers_a_non_streamed_send_with_json_503(
     backend = start_backend(CHATBOT_SHUTDOWN_GRACE_S=str(grace_s), CHATBOT_MAX_TOKENS_CAP="1500")
     client = httpx.Client(base_url=backend.url, timeout=60)
     cid = client.post(
-        "/v1/conversations", json={"params": {"max_new_tokens": 1500, "temperature": 0.0}}
+        "/v1/conversations",
+        json={"params": {"max_new_tokens": 1500, "temperature": 0.0, "ignore_eos": True}},
     ).json()["id"]
     answer: dict[str, httpx.Response | BaseException] = {}
 

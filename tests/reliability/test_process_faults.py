@@ -25,7 +25,7 @@ from tests.reliability.support import StreamResult, chat_body, record
 pytestmark = [pytest.mark.reliability, pytest.mark.slow]
 
 COUNT_DOWN = "Count down from 300 to 1, one number per line."
-LONG = {"max_new_tokens": 300, "temperature": 0.0}
+LONG = {"max_new_tokens": 300, "temperature": 0.0, "ignore_eos": True}
 ENV = {"CHATBOT_MAX_TOKENS_CAP": "400", "CHATBOT_SHUTDOWN_GRACE_S": "3"}
 
 

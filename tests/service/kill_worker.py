@@ -24,7 +24,7 @@ def main(database_url: str) -> None:
         LimitSettings(),
     )
     conversation = service.create_conversation(
-        params=GenerationParams(max_new_tokens=200, temperature=0.0)
+        params=GenerationParams(max_new_tokens=200, temperature=0.0, ignore_eos=True)
     )
     assert conversation.id is not None
     events = service.send_message(conversation.id, PROMPT)

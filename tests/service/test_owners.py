@@ -37,7 +37,7 @@ pytestmark = pytest.mark.slow
 ALICE = User(id="https://issuer.example#alice", name="Alice")
 BOB = User(id="bob@example.com", name="Bob")
 SHORT = GenerationParams(max_new_tokens=6)
-LONG = GenerationParams(max_new_tokens=200, temperature=0.0)  # greedy: 100+ tokens, every run
+LONG = GenerationParams(max_new_tokens=200, temperature=0.0, ignore_eos=True)  # 200, every run
 
 
 def _answered(service: ChatServiceProtocol) -> Conversation:

@@ -31,7 +31,8 @@ from tests.service.replies import text_of, until_first_delta
 SHORT = GenerationParams(max_new_tokens=6)
 # Greedy: a new conversation samples at the server default (0.7) unless told, and a sampled
 # reply may end before the Stop these tests send.
-LONG = GenerationParams(max_new_tokens=200, temperature=0.0)
+# Past the end-of-text token to its 200 tokens: a reply that is stopped cannot end first.
+LONG = GenerationParams(max_new_tokens=200, temperature=0.0, ignore_eos=True)
 
 
 def _new(service: PortalChatService, params: GenerationParams = SHORT) -> str:

@@ -9,6 +9,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictBool,
     StrictFloat,
     StrictInt,
     computed_field,
@@ -156,6 +157,14 @@ class GenerationParams(BaseModel):
         },
     )
     seed: StrictInt | None = Field(default=None, ge=0, le=MAX_JSON_INT)
+    ignore_eos: StrictBool = Field(
+        default=False,
+        description=(
+            "Generate on past the end-of-text token, to max_new_tokens (vLLM's and "
+            "llama-server's ignore_eos): for benchmarks and tests whose subject is length. "
+            "A JSON schema still ends the reply where the schema ends."
+        ),
+    )
 
     @field_validator("stop")
     @classmethod

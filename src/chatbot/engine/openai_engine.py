@@ -300,6 +300,8 @@ class OpenAIEngine:
             request["stop"] = list(params.stop)
         if params.seed is not None:
             request["seed"] = params.seed
+        if params.ignore_eos:  # not OpenAI's: vLLM and llama-server read it from the body
+            request["extra_body"] = {**request.get("extra_body", {}), "ignore_eos": True}
         return request
 
     async def _open(

@@ -303,7 +303,11 @@ class OpenVINOEngine(LocalEngine):
         genai = _genai()
         config = genai.GenerationConfig()
         config.max_new_tokens = params.max_new_tokens
-        config.stop_token_ids = set(eos_ids)
+        if params.ignore_eos and json_schema is None:
+            config.ignore_eos = True
+            config.stop_token_ids = set()
+        else:
+            config.stop_token_ids = set(eos_ids)
         # A nucleus below float32's smallest step (OpenVINO rounds it to 0 and refuses it) holds
         # only the likeliest token: that is greedy decoding.
         if params.greedy or params.top_p < TOP_P_FLOOR:

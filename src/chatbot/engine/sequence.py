@@ -54,6 +54,9 @@ class SequenceState:
             self._sampler = TokenSampler(self.params, self._device)
         if self.constraint is not None:
             logits = self.constraint.mask(logits)
+        elif self.params.ignore_eos:
+            logits = logits.clone()
+            logits[[t for t in self._eos if t < logits.shape[-1]]] = float("-inf")
         return self._sampler(logits)
 
     def advance(self, token: int) -> bool:
@@ -61,7 +64,9 @@ class SequenceState:
         self.last_token = token
         if self.constraint is not None:
             self.constraint.accept(token)
-        if token in self._eos:
+        # With ignore_eos an end-of-text token (from a sampler that is not ours) is a token
+        # like the others; a schema's end still ends the reply.
+        if token in self._eos and (self.constraint is not None or not self.params.ignore_eos):
             self.finish(FinishReason.STOP)
             return True
         self.completion_tokens += 1

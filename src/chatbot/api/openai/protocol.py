@@ -141,6 +141,11 @@ class ChatCompletionRequest(_Lenient):
     temperature: StrictFloat | None = Field(default=None, ge=0.0, le=2.0)
     top_p: StrictFloat | None = Field(default=None, gt=0.0, le=1.0)
     seed: StrictInt | None = Field(default=None, ge=0, le=MAX_SEED)
+    ignore_eos: StrictBool = Field(
+        default=False,
+        description="vLLM's and llama-server's extension: generate to max_tokens, past the "
+        "end-of-text token (for benchmarks and tests whose subject is length).",
+    )
     stop: Annotated[str | list[str] | None, Field(json_schema_extra=STOP_SCHEMA)] = None
     user: str | None = Field(default=None, max_length=256)
     tools: list[ToolDefinition] | None = Field(default=None, max_length=MAX_TOOLS)

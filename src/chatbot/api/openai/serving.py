@@ -156,6 +156,7 @@ def to_params(request: ChatCompletionRequest, limits: LimitSettings) -> Generati
         "top_p": 1.0 if request.top_p is None else request.top_p,
         "stop": stop,
         "seed": request.seed,
+        "ignore_eos": request.ignore_eos,
     }
     try:
         params = GenerationParams(**fields)
