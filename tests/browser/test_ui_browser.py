@@ -110,9 +110,11 @@ def test_microservices_in_chromium(
     page.screenshot(path=str(artifacts_dir / "ui-microservices.png"), full_page=True)
 
     # Stop while it streams: the backend's model stops and the partial reply is kept.
-    # Greedy, and the session backend's cap: a sampled or short reply may end by itself before
-    # the browser's click reaches it on a fast engine.
-    long = service.create_conversation(params=GenerationParams(max_new_tokens=256, temperature=0.0))
+    # The session backend's cap, past the end-of-text token: a reply that may end by itself
+    # before the browser's click reaches it proves nothing.
+    long = service.create_conversation(
+        params=GenerationParams(max_new_tokens=256, temperature=0.0, ignore_eos=True)
+    )
     page.goto(f"{ui.url}/?c={long.id}")
     box = page.get_by_test_id("stChatInputTextArea")
     box.wait_for(timeout=REPLY_TIMEOUT_MS)

@@ -85,7 +85,7 @@ def test_monolith_shows_the_model_loading_then_a_place_in_the_queue(
     store = ConversationStore.open(url)
     try:
         long = store.create_conversation(
-            title="Long", params=GenerationParams(max_new_tokens=80, temperature=0)
+            title="Long", params=GenerationParams(max_new_tokens=80, temperature=0, ignore_eos=True)
         )
         short = store.create_conversation(
             title="Short", params=GenerationParams(max_new_tokens=6, temperature=0)
@@ -121,13 +121,15 @@ def test_monolith_shows_the_model_loading_then_a_place_in_the_queue(
     _replied(running, 1)
 
 
+def _exactly(max_new_tokens: int) -> GenerationParams:
+    """Greedy replies of exactly this length (past the end-of-text token): a long one is long."""
+    return GenerationParams(max_new_tokens=max_new_tokens, temperature=0, ignore_eos=True)
+
+
 def _stored_conversations(folder: Path, *max_new_tokens: int) -> list[str]:
     store = ConversationStore.open(f"sqlite:///{folder / 'chatbot.sqlite3'}")
     try:
-        made = [
-            store.create_conversation(params=GenerationParams(max_new_tokens=n, temperature=0))
-            for n in max_new_tokens
-        ]
+        made = [store.create_conversation(params=_exactly(n)) for n in max_new_tokens]
     finally:
         store.close()
     return [c.id or "" for c in made]
@@ -136,9 +138,7 @@ def _stored_conversations(folder: Path, *max_new_tokens: int) -> list[str]:
 def _backend_conversation(backend: BackendProcess, max_new_tokens: int) -> str:
     http = HttpChatService(backend.url)
     try:
-        created = http.create_conversation(
-            params=GenerationParams(max_new_tokens=max_new_tokens, temperature=0)
-        )
+        created = http.create_conversation(params=_exactly(max_new_tokens))
     finally:
         http.close()
     assert created.id is not None

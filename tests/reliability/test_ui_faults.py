@@ -46,7 +46,8 @@ def test_monolith_ui_shows_hostile_text_inert_and_survives_kill_9(
             title=hostile_title, params=GenerationParams(max_new_tokens=6)
         )
         long = store.create_conversation(
-            title="Long reply", params=GenerationParams(max_new_tokens=400, temperature=0.0)
+            title="Long reply",
+            params=GenerationParams(max_new_tokens=400, temperature=0.0, ignore_eos=True),
         )
     finally:
         store.close()

@@ -190,7 +190,9 @@ def test_stop_ends_the_reply_and_keeps_its_text(ui_service: ChatServiceProtocol)
     conversation = ui_service.create_conversation(
         # The test backend's cap, greedy (a sampled reply may end before the Stop): seconds of
         # tokens left when the Stop comes, on any engine.
-        params=SHORT.model_copy(update={"max_new_tokens": 256, "temperature": 0.0})
+        params=SHORT.model_copy(
+            update={"max_new_tokens": 256, "temperature": 0.0, "ignore_eos": True}
+        )
     )
     cid = conversation.id or ""
     at = new_app(ui_service, conversation).run()
