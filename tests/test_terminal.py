@@ -15,7 +15,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -33,6 +32,7 @@ from chatbot.terminal import (
     EngineReplies,
     TerminalChat,
 )
+from tests.fixtures.waiting import wait_until
 
 PARAMS = GenerationParams(max_new_tokens=8)
 CHATBOT = Path(sys.executable).parent / "chatbot"
@@ -310,10 +310,11 @@ def test_waiting_for_a_loading_backend_spins_until_ready() -> None:
 def test_the_spinner_draws_frames_on_a_terminal_and_one_line_elsewhere() -> None:
     drawn = io.StringIO()
     with Spinner("Loading the model", drawn, animate=True):
-        deadline = time.monotonic() + 60  # two frames drawn, however busy the machine
-        while drawn.getvalue().count("Loading the model… 0 s") < 2:
-            assert time.monotonic() < deadline, drawn.getvalue()
-            time.sleep(0.01)
+        wait_until(  # two frames drawn, however busy the machine
+            lambda: drawn.getvalue().count("Loading the model… 0 s") >= 2,
+            drawn.getvalue,
+            interval_s=0.01,
+        )
     assert drawn.getvalue().count("Loading the model… 0 s") >= 2
     assert drawn.getvalue().endswith("\r\033[K")
     plain = io.StringIO()

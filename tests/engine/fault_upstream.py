@@ -111,8 +111,7 @@ def build_app(log: UpstreamLog) -> Starlette:
                 return JSONResponse(_called(name))
             return StreamingResponse(_call_stream(name, log), media_type="text/event-stream")
         if behaviour == "hang-head":
-            await asyncio.sleep(HANG_S)
-            log.ran_out.add(index)
+            await _hang(log, index)
         return StreamingResponse(_stream(behaviour, log, index), media_type="text/event-stream")
 
     return Starlette(
@@ -156,6 +155,12 @@ def _tool_delta(call: dict[str, Any]) -> dict[str, Any]:
     return chunk
 
 
+async def _hang(log: UpstreamLog, index: int) -> None:
+    """Stay silent for HANG_S, then note that request ``index`` waited its silence out."""
+    await asyncio.sleep(HANG_S)
+    log.ran_out.add(index)
+
+
 async def _stream(behaviour: str, log: UpstreamLog, index: int) -> AsyncIterator[bytes]:
     try:
         if behaviour == "garbage":
@@ -169,8 +174,7 @@ async def _stream(behaviour: str, log: UpstreamLog, index: int) -> AsyncIterator
         for word in WORDS:
             yield _sse(_chunk(word))
             if behaviour == "hang-stream":
-                await asyncio.sleep(HANG_S)
-                log.ran_out.add(index)
+                await _hang(log, index)
             if behaviour == "cut":
                 return
         yield _sse(_chunk(None, "length" if behaviour == "length" else "stop"))

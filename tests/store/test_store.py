@@ -6,7 +6,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from datetime import timedelta
 
@@ -32,6 +31,7 @@ from chatbot.store import ConversationStore, ReplyStart, derive_title
 from chatbot.store.liveness import current_owner_id
 from chatbot.store.models import Base, MessageRow
 from tests.fixtures.databases import PostgresServer, free_port
+from tests.fixtures.waiting import wait_until
 
 
 @pytest.fixture
@@ -429,23 +429,21 @@ def _in_thread(work: object) -> tuple[threading.Thread, list[object]]:
     return thread, outcome
 
 
-def _wait_for_a_lock_wait(database_url: str, timeout_s: float = 60) -> None:
+def _wait_for_a_lock_wait(database_url: str) -> None:
     """Until a session of this database waits on a row lock (as PostgreSQL itself reports)."""
+    lock_waits = text(
+        "SELECT count(*) FROM pg_stat_activity"
+        " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    )
     engine = create_engine(database_url)
-    deadline = time.monotonic() + timeout_s
-    try:
+
+    def lock_waiting() -> int:
+        # A transaction of its own each time: within one, PostgreSQL shows the first snapshot.
         with engine.connect() as connection:
-            while True:
-                waiting = connection.execute(
-                    text(
-                        "SELECT count(*) FROM pg_stat_activity"
-                        " WHERE datname = current_database() AND wait_event_type = 'Lock'"
-                    )
-                ).scalar_one()
-                if waiting:
-                    return
-                assert time.monotonic() < deadline, "no session waited for the row lock"
-                time.sleep(0.05)
+            return int(connection.execute(lock_waits).scalar_one())
+
+    try:
+        wait_until(lock_waiting, lambda: "no session waited for the row lock")
     finally:
         engine.dispose()
 
