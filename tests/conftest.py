@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
+from collections.abc import Generator
 from pathlib import Path
 
 import pytest
+
+from tests.fixtures.process_logs import LOGS, attach_logs
 
 pytest_plugins = [
     "tests.fixtures.engines",
@@ -32,6 +36,8 @@ def pytest_configure(config: pytest.Config) -> None:
     # subprocesses, which inherit the environment. Each xdist worker gets its own: workers
     # inherit the controller's environment, and two processes must not share one data folder.
     worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker is None:  # the controller (or the only process): last run's logs go
+        shutil.rmtree(LOGS, ignore_errors=True)
     if worker is not None:
         os.environ["CHATBOT_DATA_DIR"] = tempfile.mkdtemp(prefix=f"chatbot-test-data-{worker}-")
     else:
@@ -44,3 +50,13 @@ def pytest_configure(config: pytest.Config) -> None:
 def artifacts_dir() -> Path:
     """Screenshots, benchmark output and other files a person may want to look at."""
     return ARTIFACTS
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """A failing test's report shows the logs of the servers it started."""
+    report: pytest.TestReport = yield
+    attach_logs(item, report)
+    return report

@@ -26,6 +26,7 @@ class EngineKind(StrEnum):
     TRANSFORMERS = "transformers"
     LLAMACPP = "llamacpp"
     OPENAI = "openai"
+    SCRIPTED = "scripted"  # replies by rule, no model: tests and trying a UI (scripted_engine)
 
 
 class OpenVINOPrecision(StrEnum):
@@ -70,8 +71,9 @@ class EngineSettings(BaseSettings):
     engine: EngineKind = Field(
         default=EngineKind.TRANSFORMERS,
         description=(
-            "Model runtime: openvino, transformers, llamacpp or openai (default: openvino for "
-            "the embedded model and .gguf files, transformers for Hugging Face ids and folders)."
+            "Model runtime: openvino, transformers, llamacpp, openai or scripted (replies by "
+            "rule, no model; default: openvino for the embedded model and .gguf files, "
+            "transformers for Hugging Face ids and folders)."
         ),
         json_schema_extra=_cli("--engine"),
     )
@@ -116,6 +118,16 @@ class EngineSettings(BaseSettings):
     )
     openai_timeout_s: float = Field(
         default=300.0, gt=0, le=3600, description="Upstream read timeout in seconds."
+    )
+
+    scripted_token_s: float = Field(
+        default=0.01, ge=0, le=60, description="engine=scripted: seconds between two tokens."
+    )
+    scripted_reply_tokens: int = Field(
+        default=24, ge=1, le=1_000_000, description="engine=scripted: tokens a reply has."
+    )
+    scripted_load_s: float = Field(
+        default=0, ge=0, le=86_400, description="engine=scripted: seconds its load takes."
     )
 
     @model_validator(mode="before")

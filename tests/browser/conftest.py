@@ -15,6 +15,7 @@ from types import TracebackType
 import httpx
 import pytest
 
+from tests.fixtures.process_logs import new_log_path
 from tests.fixtures.servers import ROOT, free_port
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -39,7 +40,7 @@ class UIProcess:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._tmp = tempfile.TemporaryDirectory(prefix="chatbot-ui-")
-        self.log_path = Path(self._tmp.name) / "ui.log"
+        self.log_path = new_log_path("ui")
         self._log = self.log_path.open("wb")
         full_env = {
             **os.environ,

@@ -35,6 +35,10 @@ def create_engine(settings: EngineSettings) -> Engine:
             from chatbot.engine.openai_engine import OpenAIEngine
 
             return OpenAIEngine(settings)
+        case EngineKind.SCRIPTED:
+            from chatbot.engine.scripted_engine import ScriptedEngine
+
+            return ScriptedEngine(settings)
 
 
 async def warm_up(engine: Engine) -> None:

@@ -1,0 +1,96 @@
+"""The scripted engine: the engine contract with replies by rule, at a set pace."""
+
+from __future__ import annotations
+
+import pytest
+
+from chatbot.config import EngineSettings
+from chatbot.domain import FinishReason, GenerationParams, Message
+from chatbot.engine import create_engine
+from chatbot.engine.scripted_engine import ScriptedEngine
+from chatbot.errors import ContextOverflowError, InvalidRequestError
+from tests.fixtures.engines import StartReply, run_async
+
+
+def _engine(**settings: object) -> ScriptedEngine:
+    engine = create_engine(EngineSettings(engine="scripted", **settings))  # type: ignore[arg-type]
+    assert isinstance(engine, ScriptedEngine)
+    engine.load()
+    return engine
+
+
+def test_a_reply_quotes_the_message_then_counts_and_ends_at_its_length(
+    start_reply: StartReply,
+) -> None:
+    engine = _engine(scripted_reply_tokens=12, scripted_token_s=0)
+    reply = start_reply(engine, [Message.user("Hello there")], GenerationParams(max_new_tokens=50))
+    text = reply.text()
+    assert text == "Scripted reply to Hello there: 1 2 3 4 5 6"
+    assert reply.outcome is not None
+    assert reply.outcome.finish_reason is FinishReason.STOP
+    assert reply.outcome.usage.completion_tokens == 12 == reply.read_chunks
+    assert reply.prompt_tokens == 2 + 4
+    assert engine.model_id == "scripted"
+
+
+def test_max_tokens_cuts_it_and_ignore_eos_runs_to_max_tokens(start_reply: StartReply) -> None:
+    engine = _engine(scripted_reply_tokens=5, scripted_token_s=0)
+    cut = start_reply(engine, [Message.user("Hi")], GenerationParams(max_new_tokens=3))
+    assert cut.text() == "Scripted reply to"
+    assert cut.outcome is not None and cut.outcome.finish_reason is FinishReason.LENGTH
+    longer = GenerationParams(max_new_tokens=40, ignore_eos=True)
+    full = start_reply(engine, [Message.user("Hi")], longer)
+    assert full.text().endswith(" 35")
+    assert full.outcome is not None
+    assert full.outcome.finish_reason is FinishReason.LENGTH
+    assert full.outcome.usage.completion_tokens == 40
+
+
+def test_a_cancel_stops_it_within_one_token(start_reply: StartReply) -> None:
+    engine = _engine(scripted_token_s=0.05)
+    params = GenerationParams(max_new_tokens=10_000, ignore_eos=True)
+    reply = start_reply(engine, [Message.user("Hi")], params)
+    words = iter(reply)
+    assert next(words) == "Scripted"
+    reply.cancel()
+    assert reply.produced_chunks == 1
+    assert reply.outcome is None
+
+
+def test_the_window_drops_old_turns_and_refuses_a_message_too_long(
+    start_reply: StartReply,
+) -> None:
+    engine = _engine(context_window=40, scripted_token_s=0)
+    history = [
+        Message.user("one two three four five six seven eight"),
+        Message.assistant("nine ten eleven twelve thirteen fourteen"),
+        Message.user("Hi"),
+    ]
+    reply = start_reply(engine, history, GenerationParams(max_new_tokens=20))
+    reply.text()
+    assert reply.dropped_messages == 2
+    with pytest.raises(ContextOverflowError, match="context window is 40"):
+        start_reply(engine, [Message.user("word " * 60)], GenerationParams(max_new_tokens=4))
+
+
+def test_a_json_schema_is_refused_with_what_would_do_it() -> None:
+    engine = _engine()
+
+    async def ask() -> None:
+        stream = engine.generate(
+            [Message.user("Hi")], GenerationParams(), json_schema={"type": "object"}
+        )
+        await anext(stream)
+
+    with pytest.raises(InvalidRequestError, match="structured output needs a model"):
+        run_async(ask())
+
+
+def test_its_load_takes_the_time_it_is_told_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    slept: list[float] = []
+    monkeypatch.setattr("chatbot.engine.scripted_engine.time.sleep", slept.append)
+    engine = ScriptedEngine(EngineSettings(engine="scripted", scripted_load_s=2.5))
+    engine.load()
+    engine.load()  # loading is idempotent: the second call does not wait again
+    assert slept == [2.5]
+    assert engine.context_window == 8192
