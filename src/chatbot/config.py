@@ -129,6 +129,11 @@ class EngineSettings(BaseSettings):
     scripted_load_s: float = Field(
         default=0, ge=0, le=86_400, description="engine=scripted: seconds its load takes."
     )
+    scripted_load_gate: Path | None = Field(
+        default=None,
+        description="engine=scripted: its load also waits until this file exists (the cue a "
+        "test or a demonstration of the loading states gives).",
+    )
 
     @model_validator(mode="before")
     @classmethod

@@ -9,7 +9,9 @@
 - microservices: the backend stopped and restarted with the transcript and the typed message
   kept, and one Retry.
 
-Screenshots of each state go to ``artifacts/issue14/``.
+Screenshots of each state go to ``artifacts/issue14/``. The model is the scripted engine
+(``CHATBOT_ENGINE=scripted``): its load ends when the test says so, and a long reply lasts
+until the test stops it, so each state is certain and no test waits for a model to write.
 """
 
 from __future__ import annotations
@@ -35,6 +37,11 @@ TIMEOUT_MS = 240_000
 SHOTS = ROOT / "artifacts" / "issue14"
 STATS = re.compile(r"\d+ tokens · [\d.]+ tokens/s")
 COUNT = LONG_PROMPT
+# A reply that outlasts whatever the test does while it runs (5,000 tokens at 0.05 s: over four
+# minutes); the test stops it once it has seen what it came for.
+SCRIPTED = {"CHATBOT_ENGINE": "scripted", "CHATBOT_SCRIPTED_TOKEN_S": "0.05"}
+LONG_TOKENS = 5000
+CAP = {"CHATBOT_MAX_TOKENS_CAP": str(LONG_TOKENS)}
 
 
 def _shot(page: Any, name: str) -> None:
@@ -77,28 +84,32 @@ def _queued_behind(browser: Any, ui: UIProcess, long: str, waiting: Any, shot: s
     return running
 
 
-@pytest.mark.timeout(900)  # transformers on a shared CPU: slow, and slower under load
+def _stop(page: Any) -> None:
+    """Stop the page's running reply: what the test waited for has been seen."""
+    page.get_by_role("button", name="Stop").click(timeout=TIMEOUT_MS)
+    expect(page.get_by_text("stopped").first).to_be_visible(timeout=TIMEOUT_MS)
+
+
 def test_monolith_shows_the_model_loading_then_a_place_in_the_queue(
     browser: Any, start_ui: Callable[..., UIProcess], tmp_path: Path
 ) -> None:
     url = f"sqlite:///{tmp_path / 'chatbot.sqlite3'}"
     store = ConversationStore.open(url)
     try:
-        long = store.create_conversation(
-            title="Long", params=GenerationParams(max_new_tokens=80, temperature=0, ignore_eos=True)
-        )
+        long = store.create_conversation(title="Long", params=_exactly(LONG_TOKENS))
         short = store.create_conversation(
             title="Short", params=GenerationParams(max_new_tokens=6, temperature=0)
         )
     finally:
         store.close()
-    # transformers loads for several seconds: long enough to see the progress at start.
+    loaded = tmp_path / "loaded"  # the model loads until this file exists
     ui = start_ui(
         CHATBOT_DATA_DIR=str(tmp_path),
-        CHATBOT_ENGINE="transformers",
+        CHATBOT_SCRIPTED_LOAD_GATE=str(loaded),
         CHATBOT_MAX_CONCURRENT_REQUESTS="1",
         CHATBOT_MAX_QUEUED_REQUESTS="1",
-        CHATBOT_MAX_TOKENS_CAP="400",
+        **SCRIPTED,
+        **CAP,
     )
     waiting = _page(browser, f"{ui.url}/?c={short.id}")
     waiting.get_by_text(re.compile(r"Loading the model in this process… \d+ s")).wait_for(
@@ -109,6 +120,7 @@ def test_monolith_shows_the_model_loading_then_a_place_in_the_queue(
     bubble = waiting.get_by_test_id("stChatMessage").nth(1)
     expect(bubble).to_contain_text("Loading the model…", timeout=TIMEOUT_MS)
     _shot(waiting, "02-monolith-reply-waits-for-the-model")
+    loaded.touch()
     _replied(waiting, 1)  # loaded, answered: one measured reply for the estimate
     expect(waiting.get_by_text(re.compile("Loading the model"))).to_have_count(
         0, timeout=TIMEOUT_MS
@@ -117,6 +129,7 @@ def test_monolith_shows_the_model_loading_then_a_place_in_the_queue(
     running = _queued_behind(
         browser, ui, long.id or "", waiting, "03-monolith-queued-1st-about-n-s"
     )
+    _stop(running)
     _replied(waiting, 2)  # its turn came: answered
     _replied(running, 1)
 
@@ -146,10 +159,10 @@ def _backend_conversation(backend: BackendProcess, max_new_tokens: int) -> str:
 
 
 BUSY = {  # one generation place, no queue: a second send is refused (429) while one runs
-    "CHATBOT_ENGINE": "transformers",  # slow enough that the second send meets a busy model
+    **SCRIPTED,
+    **CAP,
     "CHATBOT_MAX_CONCURRENT_REQUESTS": "1",
     "CHATBOT_MAX_QUEUED_REQUESTS": "0",
-    "CHATBOT_MAX_TOKENS_CAP": "400",
 }
 
 
@@ -168,49 +181,45 @@ def _retried_by_itself(browser: Any, ui: UIProcess, long: str, short: str, shot:
     )
     expect(refused.get_by_role("button", name="Cancel")).to_be_visible(timeout=TIMEOUT_MS)
     _shot(refused, shot)
+    _stop(running)  # the place is free: the refused send goes again by itself
     _replied(refused, 1)  # sent again by itself once the place was free, and answered
     expect(refused.get_by_text(re.compile("Sending again"))).to_have_count(0, timeout=TIMEOUT_MS)
     assert "Hi there" in refused.get_by_test_id("stChatMessage").nth(0).inner_text()
     _replied(running, 1)
 
 
-@pytest.mark.timeout(900)
 def test_microservices_retries_a_busy_server_by_itself(
     browser: Any, start_backend: Callable[..., BackendProcess], start_ui: Callable[..., UIProcess]
 ) -> None:
     backend = start_backend(**BUSY)
-    long = _backend_conversation(backend, 200)
+    long = _backend_conversation(backend, LONG_TOKENS)
     short = _backend_conversation(backend, 6)
     ui = start_ui("--backend", backend.url)
     _retried_by_itself(browser, ui, long, short, "04-microservices-busy-countdown")
 
 
-@pytest.mark.timeout(900)
 def test_monolith_retries_a_busy_model_by_itself(
     browser: Any, start_ui: Callable[..., UIProcess], tmp_path: Path
 ) -> None:
-    long, short = _stored_conversations(tmp_path, 200, 6)
+    long, short = _stored_conversations(tmp_path, LONG_TOKENS, 6)
     ui = start_ui(CHATBOT_DATA_DIR=str(tmp_path), **BUSY)
     _retried_by_itself(browser, ui, long, short, "08-monolith-busy-countdown")
 
 
-@pytest.mark.timeout(900)
 def test_microservices_shows_a_place_in_the_queue(
     browser: Any, start_backend: Callable[..., BackendProcess], start_ui: Callable[..., UIProcess]
 ) -> None:
     backend = start_backend(
-        CHATBOT_ENGINE="transformers",
-        CHATBOT_MAX_CONCURRENT_REQUESTS="1",
-        CHATBOT_MAX_QUEUED_REQUESTS="1",
-        CHATBOT_MAX_TOKENS_CAP="400",
+        CHATBOT_MAX_CONCURRENT_REQUESTS="1", CHATBOT_MAX_QUEUED_REQUESTS="1", **SCRIPTED, **CAP
     )
     ui = start_ui("--backend", backend.url)
-    long = _backend_conversation(backend, 80)
+    long = _backend_conversation(backend, LONG_TOKENS)
     short = _backend_conversation(backend, 6)
     waiting = _page(browser, f"{ui.url}/?c={short}")
     _send(waiting, "Hi")
     _replied(waiting, 1)  # one measured reply for the estimate
     running = _queued_behind(browser, ui, long, waiting, "10-microservices-queued-1st-about-n-s")
+    _stop(running)
     _replied(waiting, 2)
     _replied(running, 1)
 
@@ -218,7 +227,7 @@ def test_microservices_shows_a_place_in_the_queue(
 def test_microservices_keeps_the_transcript_while_the_backend_is_down(
     browser: Any, start_backend: Callable[..., BackendProcess], start_ui: Callable[..., UIProcess]
 ) -> None:
-    backend = start_backend()
+    backend = start_backend(**SCRIPTED)
     conversation = _backend_conversation(backend, 6)
     ui = start_ui("--backend", backend.url)
     page = _page(browser, f"{ui.url}/?c={conversation}")
@@ -249,7 +258,7 @@ def test_microservices_keeps_the_transcript_while_the_backend_is_down(
     expect(technical).to_be_visible(timeout=TIMEOUT_MS)
     _shot(page, "06-microservices-backend-down-details")
 
-    again = BackendProcess(port=backend.port, data_dir=backend.data_dir)
+    again = BackendProcess(SCRIPTED, port=backend.port, data_dir=backend.data_dir)
     try:
         expect(banner).to_have_count(0, timeout=TIMEOUT_MS)  # the page reconnected by itself
         expect(page.get_by_test_id("stChatMessage").nth(1)).to_contain_text(

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import threading
+from pathlib import Path
+
 import pytest
 
 from chatbot.config import EngineSettings
 from chatbot.domain import FinishReason, GenerationParams, Message
 from chatbot.engine import create_engine
 from chatbot.engine.scripted_engine import ScriptedEngine
-from chatbot.errors import ContextOverflowError, InvalidRequestError
+from chatbot.errors import ConfigurationError, ContextOverflowError, InvalidRequestError
 from tests.fixtures.engines import StartReply, run_async
 
 
@@ -86,11 +89,35 @@ def test_a_json_schema_is_refused_with_what_would_do_it() -> None:
         run_async(ask())
 
 
-def test_its_load_takes_the_time_it_is_told_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    slept: list[float] = []
-    monkeypatch.setattr("chatbot.engine.scripted_engine.time.sleep", slept.append)
-    engine = ScriptedEngine(EngineSettings(engine="scripted", scripted_load_s=2.5))
-    engine.load()
-    engine.load()  # loading is idempotent: the second call does not wait again
-    assert slept == [2.5]
-    assert engine.context_window == 8192
+def test_its_load_takes_the_time_it_is_told_once_and_a_close_ends_it() -> None:
+    engine = ScriptedEngine(EngineSettings(engine="scripted", scripted_load_s=3600))
+    failures: list[BaseException] = []
+
+    def load() -> None:
+        try:
+            engine.load()
+        except ConfigurationError as exc:
+            failures.append(exc)
+
+    loading = threading.Thread(target=load)
+    loading.start()
+    engine.close()  # a server stopping while its model loads does not wait an hour
+    loading.join(60)
+    assert not loading.is_alive()
+    assert len(failures) == 1 and "closed while it loaded" in str(failures[0])
+    quick = ScriptedEngine(EngineSettings(engine="scripted", scripted_load_s=0.01))
+    quick.load()
+    quick.load()  # idempotent
+    assert quick.context_window == 8192
+
+
+def test_its_load_waits_for_the_gate_file(tmp_path: Path) -> None:
+    gate = tmp_path / "loaded"
+    engine = ScriptedEngine(EngineSettings(engine="scripted", scripted_load_gate=gate))
+    loading = threading.Thread(target=engine.load)
+    loading.start()
+    loading.join(0.3)
+    assert loading.is_alive()  # no file yet: still loading, however long we looked
+    gate.touch()
+    loading.join(60)
+    assert not loading.is_alive()

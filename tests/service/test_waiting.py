@@ -60,6 +60,8 @@ def test_the_estimate_plays_the_queue_forward() -> None:
     assert estimate_start_s(1, 1, [Running(9.0)], 4.0) == 4.0
     # A reply whose tokens are all made (it is ending) frees its place at once.
     assert estimate_start_s(1, 1, [Running(9.0, budget_left_s=0.0)], 4.0) == 0.0
+    # Just short of the mean: a few milliseconds left, which is not "now" (rounded up).
+    assert estimate_start_s(1, 1, [Running(3.96, budget_left_s=90.0)], 4.0) == 0.1
 
 
 def test_the_speed_counts_the_whole_time_in_the_place() -> None:
@@ -71,9 +73,10 @@ def test_the_speed_counts_the_whole_time_in_the_place() -> None:
     times.add(0.25, tokens=0)
     assert times.tokens_per_s() == 32.0
     assert times.mean_s() == 0.25
-    # The running reply is past the mean with 500 tokens left: about 500 / 32 s, not "now".
+    # The running reply is past the mean with 500 tokens left: about 500 / 32 s (15.625, up to
+    # a tenth), not "now".
     eta = estimate_start_s(1, 1, [Running(3.0, budget_left_s=500 / 32.0)], times.mean_s())
-    assert eta == 15.6
+    assert eta == 15.7
 
 
 # -- the runner on the real model ---------------------------------------------------------------

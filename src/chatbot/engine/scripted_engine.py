@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
+import threading
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from typing import Any
 
@@ -31,7 +31,7 @@ from chatbot.config import EngineSettings
 from chatbot.domain import FinishReason, GenerationParams, Message, Role, Usage
 from chatbot.engine.base import Chunk
 from chatbot.engine.context import fit_to_context
-from chatbot.errors import InvalidRequestError
+from chatbot.errors import ConfigurationError, InvalidRequestError
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +39,7 @@ MODEL_ID = "scripted"
 DEFAULT_CONTEXT_WINDOW = 8192
 TOKENS_PER_MESSAGE = 4
 QUOTED_WORDS = 6
+GATE_POLL_S = 0.05
 
 
 def count_tokens(messages: Sequence[Message]) -> int:
@@ -62,6 +63,7 @@ class ScriptedEngine:
         self._settings = settings
         self._window = settings.context_window or DEFAULT_CONTEXT_WINDOW
         self._loaded = False
+        self._closed = threading.Event()  # ends a load in progress: a server stopping
 
     @property
     def model_id(self) -> str:
@@ -72,12 +74,18 @@ class ScriptedEngine:
         return self._window
 
     def load(self) -> None:
-        """Takes ``scripted_load_s`` (0 by default): a load time, where loading is the subject."""
+        """Takes ``scripted_load_s``, then waits for ``scripted_load_gate``: where loading is the
+        subject, a test decides when it ends."""
         if self._loaded:
             return
         if self._settings.scripted_load_s > 0:
             logger.info("scripted engine: loading for %.1f s", self._settings.scripted_load_s)
-            time.sleep(self._settings.scripted_load_s)
+            self._wait(self._settings.scripted_load_s)
+        gate = self._settings.scripted_load_gate
+        if gate is not None:
+            logger.info("scripted engine: loading until %s exists", gate)
+            while not gate.exists():
+                self._wait(GATE_POLL_S)
         self._loaded = True
         logger.info(
             "scripted engine ready: %d tokens a reply, %.3f s a token, window %d",
@@ -85,6 +93,10 @@ class ScriptedEngine:
             self._settings.scripted_token_s,
             self._window,
         )
+
+    def _wait(self, seconds: float) -> None:
+        if self._closed.wait(seconds):
+            raise ConfigurationError("the scripted engine was closed while it loaded")
 
     async def generate(
         self,
@@ -116,4 +128,5 @@ class ScriptedEngine:
         yield Chunk("", usage, finish, dropped)
 
     def close(self) -> None:
+        self._closed.set()
         self._loaded = False
