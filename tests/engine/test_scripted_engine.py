@@ -121,3 +121,21 @@ def test_its_load_waits_for_the_gate_file(tmp_path: Path) -> None:
     gate.touch()
     loading.join(60)
     assert not loading.is_alive()
+
+
+def test_a_held_reply_waits_until_released(start_reply: StartReply) -> None:
+    engine = _engine(scripted_token_s=0)
+    params = GenerationParams(max_new_tokens=6, ignore_eos=True)
+    reply = start_reply(engine, [Message.user("Hi")], params)
+    words = iter(reply)
+    assert next(words) == "Scripted"
+    engine.hold()
+    waiting = threading.Thread(target=lambda: next(words))
+    waiting.start()
+    waiting.join(0.3)
+    assert waiting.is_alive()  # held: no second token, however long we looked
+    engine.release()
+    waiting.join(60)
+    assert not waiting.is_alive()
+    assert "".join(words) == " to Hi: 1"
+    assert reply.outcome is not None and reply.outcome.usage.completion_tokens == 6

@@ -2,13 +2,14 @@
 
 Every operation of the contract by B on A's conversation raises the NotFoundError a missing id
 raises, and A's conversation is the same afterwards; a stop or an attach by B leaves A's
-running reply alone, here and on another replica. With the real embedded model, on SQLite and
-on PostgreSQL.
+running reply alone, here and on another replica. On SQLite and on PostgreSQL, with the
+scripted engine: the model is not the subject, and a held reply is certainly still running
+while B tries.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -22,7 +23,7 @@ from chatbot.domain import (
     ReplyEventType,
 )
 from chatbot.domain.users import LOCAL_USER, User
-from chatbot.engine.transformers_engine import TransformersEngine
+from chatbot.engine.scripted_engine import ScriptedEngine
 from chatbot.errors import NotFoundError
 from chatbot.service.local import ChatService
 from chatbot.service.portal import PortalChatService
@@ -32,12 +33,20 @@ from chatbot.store.repository import new_id
 from tests.fixtures.prompts import LONG_PROMPT
 from tests.service.replies import text_of, until_first_delta
 
-pytestmark = pytest.mark.slow
-
 ALICE = User(id="https://issuer.example#alice", name="Alice")
 BOB = User(id="bob@example.com", name="Bob")
 SHORT = GenerationParams(max_new_tokens=6)
 LONG = GenerationParams(max_new_tokens=200, temperature=0.0, ignore_eos=True)  # 200, every run
+
+
+@pytest.fixture
+def service(database_url: str, scripted_engine: ScriptedEngine) -> Iterator[PortalChatService]:
+    """The monolith's service (the async one behind the sync contract) on the scripted engine."""
+    chat = PortalChatService.around(
+        ChatService(scripted_engine, ConversationStore.open(database_url), LimitSettings())
+    )
+    yield chat
+    chat.close()
 
 
 def _answered(service: ChatServiceProtocol) -> Conversation:
@@ -101,22 +110,22 @@ def test_another_users_conversation_is_a_missing_one(service: PortalChatService)
 
 
 def test_a_stop_or_attach_by_another_user_leaves_the_reply_alone(
-    service: PortalChatService,
+    service: PortalChatService, scripted_engine: ScriptedEngine
 ) -> None:
     alice, bob = service.for_user(ALICE), service.for_user(BOB)
     created = alice.create_conversation(params=LONG)
     assert created.id is not None
     events = alice.send_message(created.id, LONG_PROMPT)
     seen = until_first_delta(events)
+    scripted_engine.hold()  # running, for certain, while B tries everything
 
     for name, call in _operations(service, "any", "any").items():
         with pytest.raises(NotFoundError):
             call(created.id)
-        assert alice.get_conversation(created.id).messages[-1].status in (
-            MessageStatus.STREAMING,
-            MessageStatus.COMPLETE,  # a short reply may have ended meanwhile
-        ), name
+        status = alice.get_conversation(created.id).messages[-1].status
+        assert status is MessageStatus.STREAMING, name
 
+    scripted_engine.release()
     rest = list(events)
     final = rest[-1].message
     assert rest[-1].type is ReplyEventType.DONE and final is not None
@@ -160,13 +169,11 @@ def test_views_share_one_service(service: PortalChatService) -> None:
     assert list(view.send_message(created.id, "Hi"))[-1].type is ReplyEventType.DONE
 
 
-def test_another_replica_keeps_owners(
-    database_url: str, embedded_engine: TransformersEngine
-) -> None:
+def test_another_replica_keeps_owners(database_url: str, scripted_engine: ScriptedEngine) -> None:
     """B on replica 2 can neither follow nor stop A's reply written by replica 1; A can."""
     limits = LimitSettings()
     one = PortalChatService.around(
-        ChatService(embedded_engine, ConversationStore.open(database_url, owner_id="1"), limits)
+        ChatService(scripted_engine, ConversationStore.open(database_url, owner_id="1"), limits)
     )
     two: PortalChatService | None = None
     try:
@@ -174,8 +181,9 @@ def test_another_replica_keeps_owners(
         assert created.id is not None
         events = one.for_user(ALICE).send_message(created.id, LONG_PROMPT)
         seen = until_first_delta(events)
+        scripted_engine.hold()  # still running on replica 1 while replica 2 is asked
         two = PortalChatService.around(
-            ChatService(embedded_engine, ConversationStore.open(database_url, owner_id="2"), limits)
+            ChatService(scripted_engine, ConversationStore.open(database_url, owner_id="2"), limits)
         )
         bob = two.for_user(BOB)
         for call in (bob.stop, lambda cid: list(bob.attach(cid)), bob.get_conversation):
@@ -185,6 +193,7 @@ def test_another_replica_keeps_owners(
             list(bob.send_message(created.id, "me too"))
         followed = two.for_user(ALICE).attach(created.id)  # A on the other replica: found
         assert next(followed).type is ReplyEventType.START
+        scripted_engine.release()
         rest = list(events)
         final = rest[-1].message
         assert final is not None and final.status is MessageStatus.COMPLETE

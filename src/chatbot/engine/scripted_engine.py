@@ -16,7 +16,9 @@ model's would (older turns are dropped, an oversized message is a 400). Structur
 native tools need a real model: a JSON schema is refused with a clear 400.
 
 No thread: each token is an ``asyncio.sleep`` away, so closing the stream stops the reply at
-once, as the engine contract asks.
+once, as the engine contract asks. In a test's own process, :meth:`ScriptedEngine.hold` makes
+every reply wait before its next token until :meth:`ScriptedEngine.release`: a reply that is
+certainly still running while the test does what it came for.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ DEFAULT_CONTEXT_WINDOW = 8192
 TOKENS_PER_MESSAGE = 4
 QUOTED_WORDS = 6
 GATE_POLL_S = 0.05
+HOLD_POLL_S = 0.01
 
 
 def count_tokens(messages: Sequence[Message]) -> int:
@@ -64,6 +67,7 @@ class ScriptedEngine:
         self._window = settings.context_window or DEFAULT_CONTEXT_WINDOW
         self._loaded = False
         self._closed = threading.Event()  # ends a load in progress: a server stopping
+        self._held = threading.Event()  # set: replies wait before their next token
 
     @property
     def model_id(self) -> str:
@@ -94,6 +98,13 @@ class ScriptedEngine:
             self._window,
         )
 
+    def hold(self) -> None:
+        """Every reply waits before its next token until :meth:`release`."""
+        self._held.set()
+
+    def release(self) -> None:
+        self._held.clear()
+
     def _wait(self, seconds: float) -> None:
         if self._closed.wait(seconds):
             raise ConfigurationError("the scripted engine was closed while it loaded")
@@ -119,6 +130,8 @@ class ScriptedEngine:
         opening = reply_tokens(fitted.messages)
         for index in range(limit):
             await asyncio.sleep(self._settings.scripted_token_s)
+            while self._held.is_set():
+                await asyncio.sleep(HOLD_POLL_S)
             text = opening[index] if index < len(opening) else f" {index - len(opening) + 1}"
             yield Chunk(
                 text, Usage(prompt_tokens=prompt, completion_tokens=index + 1), None, dropped
@@ -129,4 +142,5 @@ class ScriptedEngine:
 
     def close(self) -> None:
         self._closed.set()
+        self._held.clear()
         self._loaded = False
