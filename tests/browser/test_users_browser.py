@@ -39,6 +39,10 @@ USERS = {
 }
 
 
+# Who sees what is the subject, not what a model writes: replies by rule (no model to load).
+SCRIPTED = {"CHATBOT_ENGINE": "scripted"}
+
+
 def _secrets(tmp_path: Path, metadata_url: str) -> Path:
     """The ``[auth]`` section a user writes; ``{port}`` is filled in by Streamlit."""
     path = tmp_path / "secrets.toml"
@@ -182,7 +186,7 @@ def test_oidc_monolith_two_users_in_chromium(
     start_ui: Callable[..., UIProcess],
     tmp_path: Path,
 ) -> None:
-    ui = start_ui(CHATBOT_MAX_TOKENS_CAP="6", **_oidc_env(oidc_provider, tmp_path))
+    ui = start_ui(CHATBOT_MAX_TOKENS_CAP="6", **SCRIPTED, **_oidc_env(oidc_provider, tmp_path))
     _two_users(browser, ui, oidc_provider, "monolith")
 
 
@@ -201,6 +205,7 @@ def test_oidc_microservices_two_users_in_chromium(
         CHATBOT_OIDC_AUDIENCE=env["CHATBOT_OIDC_AUDIENCE"],
         CHATBOT_SERVICE_KEY=SERVICE_KEY,
         CHATBOT_MAX_TOKENS_CAP="6",
+        **SCRIPTED,
     )
     ui = start_ui("--backend", backend.url, CHATBOT_SERVICE_KEY=SERVICE_KEY, **env)
     _two_users(browser, ui, oidc_provider, "microservices")
