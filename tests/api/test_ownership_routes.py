@@ -41,13 +41,11 @@ from chatbot.config import (
     StoreSettings,
 )
 from chatbot.domain.users import User
-from chatbot.engine.transformers_engine import TransformersEngine
+from chatbot.engine.scripted_engine import ScriptedEngine
 from chatbot.store.api_keys import ApiKeyStore
 from chatbot.store.repository import new_id
 from tests.fixtures.prompts import LONG_PROMPT
 from tests.fixtures.servers import free_port
-
-pytestmark = pytest.mark.slow
 
 TABLE = Path(__file__).resolve().parents[2] / "artifacts" / "issue13" / "route_walk.md"
 ALICE = User(id="alice@example.com", name="Alice")
@@ -67,15 +65,16 @@ class Backend:
 
 
 @pytest.fixture
-def backend(embedded_engine: TransformersEngine, tmp_path: Path) -> Iterator[Backend]:
-    """The real app under uvicorn in a thread of this process, over the session's model."""
+def backend(scripted_engine: ScriptedEngine, tmp_path: Path) -> Iterator[Backend]:
+    """The real app under uvicorn in a thread of this process, on the scripted engine (the
+    routes' owners are the subject; a held reply is certainly running while B calls)."""
     store = StoreSettings(data_dir=tmp_path / "data")
     app = create_app(
         ServerSettings(warmup=False),
         EngineSettings(model="embedded"),
         store,
         LimitSettings(max_tokens_cap=300, default_max_tokens=8),
-        engine=embedded_engine,
+        engine=scripted_engine,
         auth=AuthSettings(),
     )
     port = free_port()
@@ -291,7 +290,7 @@ def _snapshot(alice: httpx.Client, cid: str) -> tuple[Any, Any]:
 
 
 def test_another_users_conversation_is_404_on_every_route(
-    backend: Backend, as_user: UserClient
+    backend: Backend, as_user: UserClient, scripted_engine: ScriptedEngine
 ) -> None:
     alice, bob = as_user(ALICE), as_user(BOB)
     routes = conversation_routes(backend.app)
@@ -324,11 +323,14 @@ def test_another_users_conversation_is_404_on_every_route(
             seen.append(event)
             if event["type"] == "delta":
                 break
-        # A stop or an attach first, while the reply surely runs: the calls that could touch it.
+        # A stop or an attach first, while the reply surely runs (held before its next token):
+        # the calls that could touch it.
+        scripted_engine.hold()
         running = walk(bob, routes, cid, message_id, touches_a_running_reply)
         latest = alice.get(f"/v1/conversations/{cid}").json()["messages"][-1]
-        assert latest["status"] == "streaming", "the reply ended before B's stop: make it longer"
+        assert latest["status"] == "streaming"
         running += walk(bob, routes, cid, message_id, lambda c: not touches_a_running_reply(c))
+        scripted_engine.release()
         seen += list(events)
     assert seen[-1]["type"] == "done", seen[-1]
     final = seen[-1]["message"]
