@@ -12,8 +12,12 @@ import pytest
 
 from chatbot.cli import build_parser
 from tests.fixtures.prompts import LONG_PROMPT
+from tests.fixtures.servers import SCRIPTED
 
 CHATBOT = [sys.executable, "-m", "chatbot"]
+# For the commands and Ctrl-C, not the model: the scripted engine, whose replies run to
+# --max-tokens (300 tokens at 0.05 s: 15 s, far longer than a signal takes to arrive).
+NO_MODEL = {**SCRIPTED, "CHATBOT_SCRIPTED_REPLY_TOKENS": "100000"}
 
 
 def run_chat(
@@ -58,6 +62,7 @@ def test_commands_and_save(tmp_path: Path) -> None:
         f"/save {tmp_path / 'empty.json'}\n/save notes.txt\n/bogus\n",
         "--max-tokens",
         "8",
+        env=NO_MODEL,
     )
     assert result.returncode == 0, result.stderr
     assert "[system prompt set]" in result.stdout
@@ -94,6 +99,7 @@ def test_ctrl_c_stops_the_reply_but_not_the_chat() -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env={**os.environ, **NO_MODEL},
     )
     assert process.stdin is not None and process.stdout is not None
     process.stdin.write(f"{LONG_PROMPT}\n")

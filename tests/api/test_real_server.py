@@ -16,7 +16,7 @@ import requests
 from openai.types.chat import ChatCompletionMessageParam
 
 from tests.fixtures.prompts import LONG_PROMPT
-from tests.fixtures.servers import BackendProcess
+from tests.fixtures.servers import SCRIPTED, BackendProcess
 from tests.fixtures.waiting import wait_until
 
 pytestmark = pytest.mark.slow
@@ -111,8 +111,8 @@ def test_overload_is_429_with_retry_after_and_disconnect_cancels(
 
 
 def test_sigterm_drains_then_exits_zero(start_backend: Callable[..., BackendProcess]) -> None:
-    backend = start_backend(
-        CHATBOT_SHUTDOWN_GRACE_S="2", CHATBOT_MAX_TOKENS_CAP="4000", CHATBOT_WARMUP="false"
+    backend = start_backend(  # the drain is the subject, not the model
+        CHATBOT_SHUTDOWN_GRACE_S="2", CHATBOT_MAX_TOKENS_CAP="4000", **SCRIPTED
     )
     url = f"{backend.url}/v1/chat/completions"
     events: list[str] = []

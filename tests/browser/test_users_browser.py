@@ -25,7 +25,7 @@ from chatbot.domain.users import User, oidc_user_id
 from chatbot.service.http import HttpChatService
 from tests.browser.conftest import UIProcess
 from tests.fixtures.oidc import OIDCProvider
-from tests.fixtures.servers import ROOT, BackendProcess, free_port
+from tests.fixtures.servers import ROOT, SCRIPTED, BackendProcess, free_port
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -39,8 +39,7 @@ USERS = {
 }
 
 
-# Who sees what is the subject, not what a model writes: replies by rule (no model to load).
-SCRIPTED = {"CHATBOT_ENGINE": "scripted"}
+# Who sees what is the subject, not what a model writes: the scripted engine, no model to load.
 
 
 def _secrets(tmp_path: Path, metadata_url: str) -> Path:

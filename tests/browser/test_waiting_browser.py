@@ -29,7 +29,7 @@ from chatbot.service.http import HttpChatService
 from chatbot.store import ConversationStore
 from tests.browser.conftest import UIProcess
 from tests.fixtures.prompts import LONG_PROMPT, REPLY_WORDS
-from tests.fixtures.servers import ROOT, BackendProcess
+from tests.fixtures.servers import ROOT, SCRIPTED, BackendProcess
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -39,7 +39,6 @@ STATS = re.compile(r"\d+ tokens · [\d.]+ tokens/s")
 COUNT = LONG_PROMPT
 # A reply that outlasts whatever the test does while it runs (5,000 tokens at 0.05 s: over four
 # minutes); the test stops it once it has seen what it came for.
-SCRIPTED = {"CHATBOT_ENGINE": "scripted", "CHATBOT_SCRIPTED_TOKEN_S": "0.05"}
 LONG_TOKENS = 5000
 CAP = {"CHATBOT_MAX_TOKENS_CAP": str(LONG_TOKENS)}
 

@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from tests.fixtures.prompts import LONG_PROMPT
-from tests.fixtures.servers import BackendProcess
+from tests.fixtures.servers import SCRIPTED, BackendProcess
 from tests.reliability.support import record
 
 pytestmark = [pytest.mark.reliability, pytest.mark.slow]
@@ -39,6 +39,7 @@ def strict_backend() -> Iterator[BackendProcess]:
         "CHATBOT_KEEP_ALIVE_TIMEOUT_S": str(KEEP_ALIVE_S),
         "CHATBOT_API_KEY": "k-1",
         "CHATBOT_MAX_TOKENS_CAP": "4",
+        **SCRIPTED,  # connections are the subject, not the model
     }
     with BackendProcess(env) as backend:
         yield backend
@@ -145,7 +146,9 @@ def test_sigterm_answers_a_non_streamed_send_with_json_503(
     start_backend: Callable[..., BackendProcess],
 ) -> None:
     grace_s = 1.0
-    backend = start_backend(CHATBOT_SHUTDOWN_GRACE_S=str(grace_s), CHATBOT_MAX_TOKENS_CAP="1500")
+    backend = start_backend(
+        CHATBOT_SHUTDOWN_GRACE_S=str(grace_s), CHATBOT_MAX_TOKENS_CAP="1500", **SCRIPTED
+    )
     client = httpx.Client(base_url=backend.url, timeout=60)
     cid = client.post(
         "/v1/conversations",

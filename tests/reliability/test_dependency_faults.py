@@ -20,13 +20,15 @@ import pytest
 from tests.fixtures import servers
 from tests.fixtures.databases import PostgresServer, find_pg_bin
 from tests.fixtures.prompts import LONG_PROMPT
-from tests.fixtures.servers import BackendProcess
+from tests.fixtures.servers import SCRIPTED, BackendProcess
 from tests.reliability.support import chat_body, env_float, record
 
 pytestmark = [pytest.mark.reliability, pytest.mark.slow]
 
 # Sent in every message: failed SQL must not carry it into the log (SQLAlchemy would by default).
 MARKER = f"pg-outage-{uuid.uuid4().hex}"
+# The database and the upstream are the subject, not the model: the scripted engine (a reply
+# of 64 tokens is still being written when the database dies under it).
 
 
 class RestartablePostgres(PostgresServer):
@@ -143,7 +145,9 @@ def _conversation_calls(client: httpx.Client, turn: int) -> httpx.Response:
 def test_postgres_down_gives_503_and_the_backend_recovers_by_itself(
     private_postgres: RestartablePostgres, start_backend: Callable[..., BackendProcess]
 ) -> None:
-    backend = start_backend(CHATBOT_DATABASE_URL=private_postgres.url, CHATBOT_MAX_TOKENS_CAP="8")
+    backend = start_backend(
+        CHATBOT_DATABASE_URL=private_postgres.url, CHATBOT_MAX_TOKENS_CAP="8", **SCRIPTED
+    )
     down_s = env_float("CHATBOT_FAULT_DOWN_SECONDS", 6)
     probe = Probe(backend.url, _conversation_calls)
     probe.start(3)
@@ -208,7 +212,7 @@ def test_upstream_down_gives_502_or_503_and_recovery_when_it_returns(
     start_backend: Callable[..., BackendProcess],
 ) -> None:
     port = servers.free_port()
-    upstream_env = {"CHATBOT_MAX_TOKENS_CAP": "8"}
+    upstream_env = {"CHATBOT_MAX_TOKENS_CAP": "8", **SCRIPTED}
     upstream: BackendProcess | None = PinnedBackend(port, upstream_env)
     try:
         front = start_backend(
@@ -294,7 +298,9 @@ def test_a_reply_answered_complete_is_stored_even_if_postgres_dies_right_after(
     started again: the stored reply must be the same, complete. A reply whose end cannot be
     stored (the database dies while it is written) is a 503 ``reply_not_saved``, never a 200.
     """
-    backend = start_backend(CHATBOT_DATABASE_URL=private_postgres.url, CHATBOT_MAX_TOKENS_CAP="64")
+    backend = start_backend(
+        CHATBOT_DATABASE_URL=private_postgres.url, CHATBOT_MAX_TOKENS_CAP="64", **SCRIPTED
+    )
     client = httpx.Client(base_url=backend.url, timeout=60)
     outcomes: list[str] = []
     for round_number in range(4):
@@ -312,7 +318,8 @@ def test_a_reply_answered_complete_is_stored_even_if_postgres_dies_right_after(
         outcomes.append("200 complete, stored complete")
 
     # The database dies while the reply is being written: the client is told it was not saved.
-    cid = client.post("/v1/conversations", json={"params": {"max_new_tokens": 64}}).json()["id"]
+    long = {"max_new_tokens": 64, "ignore_eos": True}  # 64 tokens of 0.05 s: 3 s of writing
+    cid = client.post("/v1/conversations", json={"params": long}).json()["id"]
     result: dict[str, httpx.Response] = {}
     sender = threading.Thread(
         target=lambda: result.update(

@@ -19,14 +19,15 @@ import pytest
 from chatbot.domain import MessageStatus, Role
 from chatbot.store import ConversationStore
 from tests.fixtures.prompts import LONG_PROMPT
-from tests.fixtures.servers import BackendProcess
+from tests.fixtures.servers import SCRIPTED, BackendProcess
 from tests.reliability.support import StreamResult, chat_body, record
 
 pytestmark = [pytest.mark.reliability, pytest.mark.slow]
 
 COUNT_DOWN = "Count down from 300 to 1, one number per line."
 LONG = {"max_new_tokens": 300, "temperature": 0.0, "ignore_eos": True}
-ENV = {"CHATBOT_MAX_TOKENS_CAP": "400", "CHATBOT_SHUTDOWN_GRACE_S": "3"}
+# The process's faults are the subject, not the model: the scripted engine (300 tokens: 15 s).
+ENV = {"CHATBOT_MAX_TOKENS_CAP": "400", "CHATBOT_SHUTDOWN_GRACE_S": "3", **SCRIPTED}
 
 
 def _create(client: httpx.Client, params: dict[str, Any]) -> str:

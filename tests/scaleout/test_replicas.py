@@ -26,10 +26,12 @@ from chatbot.errors import ConflictError, NotFoundError
 from chatbot.service.http import HttpChatService
 from chatbot.store.api_keys import ApiKeyStore
 from tests.engine.fault_upstream import free_port
-from tests.fixtures.servers import BackendProcess
+from tests.fixtures.servers import SCRIPTED, BackendProcess
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
-LONG = GenerationParams(max_new_tokens=120)
+# The replicas and their shared database are the subject, not the model: the scripted engine,
+# long replies past any end-of-text (ignore_eos): 120 tokens run for 6 s.
+LONG = GenerationParams(max_new_tokens=120, ignore_eos=True)
 # The UI's key: it may name the user it acts for (X-Chatbot-User), as HttpChatService.for_user does.
 SERVICE_KEY = "replicas-test-service-key"
 ALICE = User(id="https://issuer.example#alice", name="Ålice Ünïcödé 🙂")
@@ -46,7 +48,11 @@ def shared_database(postgres_cluster: Any) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def backends(shared_database: str) -> Iterator[tuple[BackendProcess, BackendProcess]]:
     # One after the other: the first runs the migrations, the second finds them done.
-    env = {"CHATBOT_DATABASE_URL": shared_database, "CHATBOT_SERVICE_KEY": SERVICE_KEY}
+    env = {
+        "CHATBOT_DATABASE_URL": shared_database,
+        "CHATBOT_SERVICE_KEY": SERVICE_KEY,
+        **SCRIPTED,
+    }
     with BackendProcess(env) as first, BackendProcess(env) as second:
         yield first, second
 
@@ -127,7 +133,7 @@ def test_a_reply_on_one_replica_is_stopped_from_the_other(
 ) -> None:
     one, two = clients
     conversation = one.create_conversation(
-        title="stop", params=GenerationParams(max_new_tokens=400, temperature=0.0)
+        title="stop", params=GenerationParams(max_new_tokens=400, ignore_eos=True)
     )
     cid = conversation.id or ""
     thread, events = start_long_reply(one, cid)
@@ -164,7 +170,7 @@ def test_owners_hold_on_both_replicas(
     one, two = service_clients
     alice_one, alice_two = one.for_user(ALICE), two.for_user(ALICE)
     conversation = alice_one.create_conversation(
-        title="alice's", params=GenerationParams(max_new_tokens=400, temperature=0.0)
+        title="alice's", params=GenerationParams(max_new_tokens=200, ignore_eos=True)
     )
     cid = conversation.id or ""
     thread, events = start_long_reply(alice_one, cid)
