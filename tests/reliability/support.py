@@ -32,7 +32,7 @@ def env_float(name: str, default: float) -> float:
 
 def soak_seconds() -> float:
     """Measured load time after the warm-up (``make soak``: 600)."""
-    return env_float("CHATBOT_SOAK_SECONDS", 45)
+    return env_float("CHATBOT_SOAK_SECONDS", 30)
 
 
 def soak_clients() -> int:
