@@ -82,10 +82,11 @@ typecheck: install-test
 	$(BIN)/mypy
 
 # TEST_WORKERS=N shares test files among N worker processes (pytest-xdist; a file stays on one
-# worker, so its module fixtures start once). One by default: on 2 cores two workers measured
-# 1.4x faster, but one worker crashed in the soak test and xdist then hung (BENCHMARKS.md).
-TEST_WORKERS ?= 1
-XDIST := $(if $(filter-out 1,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile,)
+# worker, so its module fixtures start once). Two by default, CI's cores: 1.6x faster than one
+# process there (BENCHMARKS.md); TEST_WORKERS=1 runs in this process alone. A worker that dies
+# ends the run at once (--max-worker-restart=0): once, a replaced worker left xdist waiting.
+TEST_WORKERS ?= 2
+XDIST := $(if $(filter-out 1,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile --max-worker-restart=0,)
 
 # mypy runs beside the tests, not before them: from a clean clone it takes 1.5-3 minutes, most
 # of it on one core while the tests wait on servers. Its report follows the tests' summary.

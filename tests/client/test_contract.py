@@ -160,6 +160,7 @@ def test_conflict_stop_and_attach(chat_service: ChatServiceProtocol) -> None:
     assert chat_service.stop(cid) is False
     assert list(chat_service.attach(cid)) == []
     _drain(stream)  # the first reader still ends cleanly
+    chat_service.update_conversation(cid, params=SHORT)  # the next reply need not be long
     events, _ = _drain(chat_service.send_message(cid, "ok"))  # no conflict any more
     assert events[-1].type is ReplyEventType.DONE
 
