@@ -110,6 +110,7 @@ def test_metrics_count_routes_tokens_and_latency(client: TestClient) -> None:
     assert "chatbot_inter_token_latency_seconds_bucket" in text
     assert "chatbot_tokens_after_cancel_total" in text
     assert "chatbot_requests_queued 0.0" in text
+    assert "chatbot_http_requests_active 0.0" in text  # the scrape is a probe: not counted
 
 
 def _all_routes(routes: list[Any]) -> Iterator[Any]:

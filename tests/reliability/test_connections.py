@@ -20,7 +20,8 @@ import pytest
 
 from tests.fixtures.prompts import LONG_PROMPT
 from tests.fixtures.servers import SCRIPTED, BackendProcess
-from tests.reliability.support import record
+from tests.fixtures.waiting import wait_until
+from tests.reliability.support import metric, record
 
 pytestmark = [pytest.mark.reliability, pytest.mark.slow]
 
@@ -135,7 +136,8 @@ def test_a_key_in_the_query_string_never_reaches_the_log(strict_backend: Backend
             client.get("/v1/conversations", params=params)
             client.get("/healthz", params=params)
         client.get(f"/v1/models?{secret}")
-    time.sleep(0.5)  # let the log be written
+    # Until the access log has the last request (it is written after the response is sent).
+    wait_until(lambda: '"GET /v1/models' in strict_backend.log(), strict_backend.log)
     log = strict_backend.log()
     assert "/healthz?api_key=***" in log  # the access log is on, and redacts
     assert secret not in log
@@ -181,7 +183,8 @@ def test_sigterm_answers_a_non_streamed_send_with_json_503(
         f"POST /v1/conversations/{cid}/messages HTTP/1.1\r\nHost: x\r\n".encode()
         + b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"
     )
-    time.sleep(0.5)  # its head is read: the app has the request
+    # Its head is read: the app serves it (the send and it), so the drain must answer it.
+    wait_until(lambda: metric(backend.url, "chatbot_http_requests_active") == 2, backend.log)
     signalled = time.monotonic()
     backend.process.send_signal(signal.SIGTERM)
     sender.join(60)

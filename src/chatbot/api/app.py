@@ -72,6 +72,7 @@ def create_app(
         lambda: admission.in_flight,
         lambda: admission.queued,
         lambda: 1.0 if runtime.ready.is_set() else 0.0,
+        lambda: runtime.active.count,
     )
     app = FastAPI(
         title="chatbot backend",

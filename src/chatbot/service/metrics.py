@@ -80,17 +80,24 @@ class Metrics:
         self.ready = Gauge(
             "chatbot_ready", "1 when the model is loaded and warm.", registry=self.registry
         )
+        self.http_active = Gauge(
+            "chatbot_http_requests_active",
+            "HTTP requests being served now, probes excluded: what a drain waits for.",
+            registry=self.registry,
+        )
 
     def watch(
         self,
         in_flight: Callable[[], float],
         queued: Callable[[], float],
         ready: Callable[[], float],
+        http_active: Callable[[], float] = lambda: 0.0,
     ) -> None:
         """Gauges read live values at scrape time instead of being kept in step by hand."""
         self.in_flight.set_function(in_flight)
         self.queued.set_function(queued)
         self.ready.set_function(ready)
+        self.http_active.set_function(http_active)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
