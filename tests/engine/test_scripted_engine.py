@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ from chatbot.domain import FinishReason, GenerationParams, Message
 from chatbot.engine import create_engine
 from chatbot.engine.scripted_engine import ScriptedEngine
 from chatbot.errors import ConfigurationError, ContextOverflowError, InvalidRequestError
-from tests.fixtures.engines import StartReply, run_async
+from tests.fixtures.engines import StartReply, SyncReply, run_async
 
 
 def _engine(**settings: object) -> ScriptedEngine:
@@ -49,12 +50,19 @@ def test_max_tokens_cuts_it_and_ignore_eos_runs_to_max_tokens(start_reply: Start
     assert full.outcome.usage.completion_tokens == 40
 
 
-def test_a_cancel_stops_it_within_one_token(start_reply: StartReply) -> None:
-    engine = _engine(scripted_token_s=0.05)
-    params = GenerationParams(max_new_tokens=10_000, ignore_eos=True)
+def _first_word_read(
+    start_reply: StartReply, engine: ScriptedEngine, max_new_tokens: int
+) -> tuple[SyncReply, Iterator[str]]:
+    """A reply to "Hi" past the end of text, its first token read: the rest still to come."""
+    params = GenerationParams(max_new_tokens=max_new_tokens, ignore_eos=True)
     reply = start_reply(engine, [Message.user("Hi")], params)
     words = iter(reply)
     assert next(words) == "Scripted"
+    return reply, words
+
+
+def test_a_cancel_stops_it_within_one_token(start_reply: StartReply) -> None:
+    reply, _ = _first_word_read(start_reply, _engine(scripted_token_s=0.05), 10_000)
     reply.cancel()
     assert reply.produced_chunks == 1
     assert reply.outcome is None
@@ -125,10 +133,7 @@ def test_its_load_waits_for_the_gate_file(tmp_path: Path) -> None:
 
 def test_a_held_reply_waits_until_released(start_reply: StartReply) -> None:
     engine = _engine(scripted_token_s=0)
-    params = GenerationParams(max_new_tokens=6, ignore_eos=True)
-    reply = start_reply(engine, [Message.user("Hi")], params)
-    words = iter(reply)
-    assert next(words) == "Scripted"
+    reply, words = _first_word_read(start_reply, engine, 6)
     engine.hold()
     waiting = threading.Thread(target=lambda: next(words))
     waiting.start()

@@ -9,7 +9,7 @@ while B tries.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -40,13 +40,9 @@ LONG = GenerationParams(max_new_tokens=200, temperature=0.0, ignore_eos=True)  #
 
 
 @pytest.fixture
-def service(database_url: str, scripted_engine: ScriptedEngine) -> Iterator[PortalChatService]:
-    """The monolith's service (the async one behind the sync contract) on the scripted engine."""
-    chat = PortalChatService.around(
-        ChatService(scripted_engine, ConversationStore.open(database_url), LimitSettings())
-    )
-    yield chat
-    chat.close()
+def service_engine(scripted_engine: ScriptedEngine) -> ScriptedEngine:
+    """The ``service`` fixture (tests/service/conftest.py) on the scripted engine."""
+    return scripted_engine
 
 
 def _answered(service: ChatServiceProtocol) -> Conversation:
