@@ -53,10 +53,8 @@ def count_tokens(messages: Sequence[Message]) -> int:
 def reply_tokens(messages: Sequence[Message]) -> list[str]:
     """The reply's opening words, each a token (with its leading space after the first)."""
     last = next((m for m in reversed(messages) if m.role is not Role.SYSTEM), None)
-    words = last.content.split()[:QUOTED_WORDS] if last is not None else []
-    quoted = " ".join(words) if words else "nothing"
-    opening = ["Scripted", " reply", " to", *(f" {w}" for w in quoted.split()), ":"]
-    return opening
+    words = (last.content.split()[:QUOTED_WORDS] if last is not None else []) or ["nothing"]
+    return ["Scripted", " reply", " to", *(f" {w}" for w in words), ":"]
 
 
 class ScriptedEngine:
